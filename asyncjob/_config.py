@@ -1,0 +1,276 @@
+"""Configuration: timeouts, retries, polling and limits as frozen attrs classes.
+
+`ClientConfig.build` turns the keyword options that `AsyncJobClient` and
+`JobBackend` both accept into one validated, immutable configuration.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from ._errors import ConfigurationError
+
+__all__ = ["ClientConfig", "Limits", "PollingPolicy", "RetryPolicy", "Timeout"]
+
+MAX_PAYLOAD_BYTES = int(0.95 * 1024 * 1024)
+DEFAULT_SIMULATOR = "qoro_maestro"
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ConfigurationError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _at_least_one(_: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise ConfigurationError(f"{attribute.name} must be an int >= 1, got {value!r}")
+
+
+@attrs.frozen
+class Timeout:
+    """Per-request time limits in seconds: every HTTP request is bounded by `request`."""
+
+    request: float = attrs.field(default=30.0, validator=_positive)
+    """Whole request, from sending to the last byte of the body (default 30 s)."""
+    connect: float = attrs.field(default=10.0, validator=_positive)
+    """Establishing the TCP/TLS connection, including waiting for a pooled one."""
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Exponential backoff with full jitter for requests that are safe to retry.
+
+    Retried: 429 (after `Retry-After` when given), 502, 503, 504, connection
+    errors and timeouts; only for GET, DELETE, cancel, and for POSTs that carry
+    an `Idempotency-Key`. `RetryPolicy.off()` disables retries (handy in tests).
+    """
+
+    attempts: int = attrs.field(default=5, validator=_at_least_one)
+    """Total tries per request, the first included (1 = no retries)."""
+    initial: float = attrs.field(default=0.2, validator=_positive)
+    """Backoff before the first retry, in seconds (before jitter)."""
+    max_backoff: float = attrs.field(default=10.0, validator=_positive)
+    """Cap of one backoff, in seconds."""
+    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
+    """Longest `Retry-After` honoured; a larger hint is clamped to this."""
+    jitter: bool = True
+    """Full jitter: sleep uniformly in [0, backoff]. Off gives exact backoffs."""
+
+    @classmethod
+    def off(cls) -> RetryPolicy:
+        """No retries at all."""
+        return cls(attempts=1)
+
+    def backoff(self, retry: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number `retry` (1-based)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        ceiling = min(self.max_backoff, self.initial * (2 ** (retry - 1)))
+        return random.uniform(0, ceiling) if self.jitter else ceiling
+
+
+@attrs.frozen
+class PollingPolicy:
+    """How `poll_job_status(loop_until_complete=True)` waits for a terminal status."""
+
+    interval: float = attrs.field(default=3.0, validator=_positive)
+    """Seconds between polls (default 3 s)."""
+    backoff: float = attrs.field(default=1.0)
+    """Multiplier applied to the interval after each poll (1.0 = constant)."""
+    max_interval: float = attrs.field(default=30.0, validator=_positive)
+    """Cap of the interval when backing off."""
+    max_retries: int | None = attrs.field(default=None, validator=_at_least_one)
+    """Maximum number of polls; None polls until terminal."""
+    deadline: float | None = attrs.field(default=None, validator=_positive)
+    """Overall seconds to wait; None waits until terminal."""
+
+    @backoff.validator
+    def _check_backoff(self, _: attrs.Attribute[float], value: float) -> None:
+        if not value >= 1.0:
+            raise ConfigurationError(f"backoff must be >= 1.0, got {value!r}")
+
+    def delay(self, poll: int) -> float:
+        """Seconds to wait after poll number `poll` (1-based)."""
+        return min(self.max_interval, self.interval * self.backoff ** (poll - 1))
+
+
+@attrs.frozen
+class Limits:
+    """Concurrency and size limits."""
+
+    max_connections: int = attrs.field(default=32, validator=_at_least_one)
+    """Size of the connection pool shared by every request of one client."""
+    upload_concurrency: int = attrs.field(default=8, validator=_at_least_one)
+    """Non-final chunks of one submission uploaded at once."""
+    results_concurrency: int = attrs.field(default=8, validator=_at_least_one)
+    """Result pages of one job fetched at once."""
+    results_page_size: int = attrs.field(default=100, validator=_at_least_one)
+    """Results asked per page."""
+    max_payload_bytes: int = attrs.field(default=MAX_PAYLOAD_BYTES, validator=_at_least_one)
+    """Cap on one request body (0.95 MiB, the service's limit)."""
+    max_response_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_at_least_one)
+    """Cap on one response body; a larger one is a `ProtocolError`, not a memory blow-up."""
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(base_url: str, allow_insecure_http: bool) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+    if parts.username or parts.password:
+        raise ConfigurationError("base_url must not carry credentials; pass token=")
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain http:// to non-loopback host {parts.hostname!r}: "
+            "use https://, or pass allow_insecure_http=True"
+        )
+    return base_url if base_url.endswith("/") else base_url + "/"
+
+
+@attrs.frozen
+class ClientConfig:
+    """Everything a client needs, validated once; the token never shows in its repr."""
+
+    base_url: str
+    token: str = attrs.field(repr=False)
+    shots: int = 1000
+    timeout: Timeout = Timeout()
+    retry: RetryPolicy = RetryPolicy()
+    polling: PollingPolicy = PollingPolicy()
+    limits: Limits = Limits()
+    simulator_cluster: str | None = DEFAULT_SIMULATOR
+    qpu_system: str | None = None
+    tag: str = "default"
+    verify_tls: bool = True
+    allow_insecure_http: bool = False
+    full_qasm_check: bool = False
+
+    OPTIONS = (
+        "timeout",
+        "connect_timeout",
+        "retry",
+        "polling",
+        "polling_interval",
+        "polling_backoff",
+        "max_polling_interval",
+        "max_retries",
+        "deadline",
+        "limits",
+        "max_connections",
+        "upload_concurrency",
+        "results_concurrency",
+        "simulator_cluster",
+        "qpu_system",
+        "tag",
+        "verify_tls",
+        "allow_insecure_http",
+        "full_qasm_check",
+    )
+
+    @classmethod
+    def build(
+        cls, base_url: str | None, token: str | None, shots: int, **options: Any
+    ) -> ClientConfig:
+        """Validate the constructor arguments of `AsyncJobClient` / `JobBackend`."""
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(cls.OPTIONS)}"
+            )
+        base_url = base_url or os.environ.get("ASYNCJOB_BASE_URL")
+        token = token or os.environ.get("ASYNCJOB_TOKEN")
+        if not base_url:
+            raise ConfigurationError("no base_url given and ASYNCJOB_BASE_URL is not set")
+        if not token:
+            raise ConfigurationError("no token given and ASYNCJOB_TOKEN is not set")
+        if any(c in token for c in "\r\n"):
+            raise ConfigurationError("token contains a line break")
+        check_shots(shots)
+        allow_http = bool(options.get("allow_insecure_http", False))
+
+        timeout = _coerce_timeout(options.get("timeout"), options.get("connect_timeout"))
+        retry = options.get("retry", RetryPolicy())
+        if retry is None or retry is False:
+            retry = RetryPolicy.off()
+        if not isinstance(retry, RetryPolicy):
+            raise ConfigurationError("retry must be a RetryPolicy (or None to disable)")
+        polling = options.get("polling", PollingPolicy())
+        if not isinstance(polling, PollingPolicy):
+            raise ConfigurationError("polling must be a PollingPolicy")
+        polling = attrs.evolve(polling, **_pick(options, {
+            "polling_interval": "interval",
+            "polling_backoff": "backoff",
+            "max_polling_interval": "max_interval",
+            "max_retries": "max_retries",
+            "deadline": "deadline",
+        }))
+        limits = options.get("limits", Limits())
+        if not isinstance(limits, Limits):
+            raise ConfigurationError("limits must be a Limits")
+        limits = attrs.evolve(limits, **_pick(options, {
+            "max_connections": "max_connections",
+            "upload_concurrency": "upload_concurrency",
+            "results_concurrency": "results_concurrency",
+        }))
+        qpu = options.get("qpu_system")
+        simulator = options.get("simulator_cluster", None if qpu else DEFAULT_SIMULATOR)
+        if qpu and simulator:
+            raise ConfigurationError("give either simulator_cluster or qpu_system, not both")
+        return cls(
+            base_url=_check_url(base_url, allow_http),
+            token=token,
+            shots=shots,
+            timeout=timeout,
+            retry=retry,
+            polling=polling,
+            limits=limits,
+            simulator_cluster=simulator,
+            qpu_system=qpu,
+            tag=str(options.get("tag", "default")),
+            verify_tls=bool(options.get("verify_tls", True)),
+            allow_insecure_http=allow_http,
+            full_qasm_check=bool(options.get("full_qasm_check", False)),
+        )
+
+
+def check_shots(shots: object) -> int:
+    """Shots must be a positive int (bools refused)."""
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots <= 0:
+        raise ConfigurationError(f"shots must be a positive int, got {shots!r}")
+    return shots
+
+
+def _pick(options: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    return {field: options[name] for name, field in names.items() if name in options}
+
+
+def _coerce_timeout(value: object, connect: object) -> Timeout:
+    if value is None:
+        value = Timeout()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        value = Timeout(request=float(value))
+    if not isinstance(value, Timeout):
+        raise ConfigurationError("timeout must be a Timeout or a number of seconds")
+    if connect is not None:
+        if not isinstance(connect, int | float) or isinstance(connect, bool):
+            raise ConfigurationError("connect_timeout must be a number of seconds")
+        value = attrs.evolve(value, connect=float(connect))
+    return value
