@@ -215,21 +215,33 @@ class ClientConfig:
         polling = options.get("polling", PollingPolicy())
         if not isinstance(polling, PollingPolicy):
             raise ConfigurationError("polling must be a PollingPolicy")
-        polling = attrs.evolve(polling, **_pick(options, {
-            "polling_interval": "interval",
-            "polling_backoff": "backoff",
-            "max_polling_interval": "max_interval",
-            "max_retries": "max_retries",
-            "deadline": "deadline",
-        }))
+        polling = attrs.evolve(
+            polling,
+            **_pick(
+                options,
+                {
+                    "polling_interval": "interval",
+                    "polling_backoff": "backoff",
+                    "max_polling_interval": "max_interval",
+                    "max_retries": "max_retries",
+                    "deadline": "deadline",
+                },
+            ),
+        )
         limits = options.get("limits", Limits())
         if not isinstance(limits, Limits):
             raise ConfigurationError("limits must be a Limits")
-        limits = attrs.evolve(limits, **_pick(options, {
-            "max_connections": "max_connections",
-            "upload_concurrency": "upload_concurrency",
-            "results_concurrency": "results_concurrency",
-        }))
+        limits = attrs.evolve(
+            limits,
+            **_pick(
+                options,
+                {
+                    "max_connections": "max_connections",
+                    "upload_concurrency": "upload_concurrency",
+                    "results_concurrency": "results_concurrency",
+                },
+            ),
+        )
         qpu = options.get("qpu_system")
         simulator = options.get("simulator_cluster", None if qpu else DEFAULT_SIMULATOR)
         if qpu and simulator:

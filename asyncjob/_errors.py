@@ -16,6 +16,7 @@ __all__ = [
     "ConnectionFailedError",
     "ExecutionCancelledError",
     "HTTPStatusError",
+    "JobFailedError",
     "JobNotCompleteError",
     "MaxRetriesReachedError",
     "NotFoundError",
@@ -99,6 +100,21 @@ class JobNotCompleteError(AsyncJobError):
         self.status = status
         super().__init__(f"job {job_id} is not complete (status {status}); poll until COMPLETED")
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.job_id, self.status))
+
+
+class JobFailedError(AsyncJobError):
+    """`run()` waited for a job that ended in a terminal status other than COMPLETED."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        self.job_id = job_id
+        self.status = status
+        super().__init__(f"job {job_id} ended {status}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.job_id, self.status))
+
 
 class MaxRetriesReachedError(AsyncJobError, TimeoutError):
     """Polling ended (maximum number of polls or deadline) before a terminal status."""
@@ -111,11 +127,16 @@ class MaxRetriesReachedError(AsyncJobError, TimeoutError):
             f"job {job_id} still {last_status} after {polls} polls; polling limit reached"
         )
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.job_id, self.polls, self.last_status))
+
 
 class HTTPStatusError(AsyncJobError):
     """The server answered with an error status. `message` is short and HTML-free."""
 
-    def __init__(self, status_code: int, message: str, *, method: str = "", path: str = "") -> None:
+    def __init__(
+        self, status_code: int, message: str, *, method: str = "", path: str = ""
+    ) -> None:
         self.status_code = status_code
         self.message = message
         self.method = method

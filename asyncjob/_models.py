@@ -14,7 +14,7 @@ from ._errors import ProtocolError
 __all__ = ["ExecutionResult", "JobStatus", "JobType", "Response"]
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Every job status of the wire protocol; values are the wire strings."""
 
     PENDING = "PENDING"
@@ -43,9 +43,6 @@ class JobStatus(str, enum.Enum):
         shown = repr(value)[:60]
         raise ProtocolError(f"server reported an unknown job status {shown}")
 
-    def __str__(self) -> str:
-        return self.value
-
 
 _TERMINAL = frozenset(
     {
@@ -58,14 +55,11 @@ _TERMINAL = frozenset(
 )
 
 
-class JobType(str, enum.Enum):
+class JobType(enum.StrEnum):
     """What a job computes: count histograms, or expectation values of observables."""
 
     EXECUTE = "EXECUTE"
     EXPECTATION = "EXPECTATION"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _results_converter(value: Any) -> list[dict[str, Any]] | None:
@@ -79,9 +73,7 @@ class ExecutionResult:
     `results` is a list of `{"label": str, "results": dict}` in submission order.
     """
 
-    results: list[dict[str, Any]] | None = attrs.field(
-        default=None, converter=_results_converter
-    )
+    results: list[dict[str, Any]] | None = attrs.field(default=None, converter=_results_converter)
     job_id: str | None = None
 
     def is_async(self) -> bool:

@@ -1,0 +1,66 @@
+"""asyncjob: run batches of quantum circuits as remote asynchronous jobs.
+
+`AsyncJobClient` is the asyncio-native core; `JobBackend` the blocking facade
+implementing the `AsyncJobBackend` protocol; `asyncjob.local` a scheduler that
+speaks the same wire protocol on your machine.
+"""
+
+from ._client import AsyncJobClient, JobOutcome
+from ._config import ClientConfig, Limits, PollingPolicy, RetryPolicy, Timeout
+from ._errors import (
+    AsyncJobError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    ConnectionFailedError,
+    ExecutionCancelledError,
+    HTTPStatusError,
+    JobFailedError,
+    JobNotCompleteError,
+    MaxRetriesReachedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProtocolError,
+    QasmValidationError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ServerError,
+)
+from ._models import ExecutionResult, JobStatus, JobType, Response
+from ._protocol import AsyncJobBackend
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncJobBackend",
+    "AsyncJobClient",
+    "AsyncJobError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientConfig",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectionFailedError",
+    "ExecutionCancelledError",
+    "ExecutionResult",
+    "HTTPStatusError",
+    "JobFailedError",
+    "JobNotCompleteError",
+    "JobOutcome",
+    "JobStatus",
+    "JobType",
+    "Limits",
+    "MaxRetriesReachedError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PollingPolicy",
+    "ProtocolError",
+    "QasmValidationError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "Response",
+    "RetryPolicy",
+    "ServerError",
+    "Timeout",
+]

@@ -1,0 +1,331 @@
+"""Turning a user's batch and keyword options into validated, encoded request chunks.
+
+Everything here is pure and synchronous: it runs before any request is made,
+so a bad batch or option fails fast and sends nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ._config import ClientConfig, check_shots
+from ._errors import ConfigurationError, PayloadTooLargeError
+from ._models import JobType
+
+__all__ = ["Submission", "build_submission", "compress_ham_ops", "normalise_circuits"]
+
+SUBMIT_OPTIONS = (
+    "shots",
+    "shot_groups",
+    "ham_ops",
+    "circuit_ham_map",
+    "job_type",
+    "tag",
+    "simulator_cluster",
+    "qpu_system",
+    "execution_configuration",
+)
+
+_PAULI_TERM = re.compile(r"[IXYZ]+")
+
+
+def normalise_circuits(circuits: object) -> list[tuple[str, str]]:
+    """A mapping label -> QASM, or a sequence of sources (labelled "0", "1", ...).
+
+    A sequence of `(label, source)` pairs is accepted too. A bare string is a
+    `TypeError` (the classic mistake), an empty batch a `ValueError`.
+    """
+    if isinstance(circuits, str | bytes):
+        raise TypeError(
+            "circuits must be a mapping label -> QASM source (or a sequence of sources), "
+            "not a single string"
+        )
+    items: list[tuple[object, object]]
+    if isinstance(circuits, Mapping):
+        items = list(circuits.items())
+    elif isinstance(circuits, Sequence):
+        if circuits and all(isinstance(c, tuple) and len(c) == 2 for c in circuits):
+            items = [(c[0], c[1]) for c in circuits]
+        else:
+            items = [(str(i), c) for i, c in enumerate(circuits)]
+    else:
+        raise TypeError(f"circuits must be a mapping or a sequence, not {type(circuits).__name__}")
+    if not items:
+        raise ValueError("circuits is empty: nothing to submit")
+    seen: set[str] = set()
+    for label, source in items:
+        if not isinstance(label, str):
+            raise TypeError(f"circuit labels must be str, got {type(label).__name__}")
+        if not label:
+            raise ValueError("circuit labels must not be empty")
+        if label in seen:
+            raise ValueError(f"duplicate circuit label {label!r}")
+        seen.add(label)
+        if not isinstance(source, str):
+            raise TypeError(
+                f"circuit {label!r} must be an OpenQASM source str, got {type(source).__name__}"
+            )
+    return [(str(label), str(source)) for label, source in items]
+
+
+def compress_ham_ops(ham_ops: str) -> str:
+    """The wire form of `ham_ops`: each `|` group sparse-coded, gzipped and base64'd."""
+    return "|".join(_compress_group(group) for group in ham_ops.split("|"))
+
+
+def _compress_group(group: str) -> str:
+    terms = group.split(";")
+    sparse = ["".join(f"{p}{i}" for i, p in enumerate(term) if p != "I") or "I" for term in terms]
+    blob = gzip.compress(";".join(sparse).encode(), mtime=0)
+    return f"@gzs{len(terms[0])}:" + base64.b64encode(blob).decode("ascii")
+
+
+def encode_circuit(source: str) -> str:
+    """base64(gzip(utf-8 source)), as `add_circuits/` expects."""
+    return base64.b64encode(gzip.compress(source.encode("utf-8"), 6, mtime=0)).decode("ascii")
+
+
+@attrs.frozen
+class Submission:
+    """A validated batch: what `job/init/` and each `add_circuits/` chunk will carry."""
+
+    labels: tuple[str, ...]
+    sources: tuple[str, ...]
+    init_body: dict[str, Any]
+    job_type: JobType
+    shots: int
+    shot_groups: tuple[tuple[int, int, int], ...] | None = None
+    observables: str | None = None
+    circuit_ham_map: tuple[tuple[int, int], ...] | None = None
+
+    @property
+    def ordered_upload(self) -> bool:
+        """Chunks must arrive strictly in order when positions are job-wide."""
+        return self.circuit_ham_map is not None
+
+    def chunk_bodies(self, encoded: Sequence[str], max_bytes: int) -> list[dict[str, Any]]:
+        """Split the encoded circuits greedily into request bodies under `max_bytes`.
+
+        Every body is `finalized: "false"`; the caller marks the last one.
+        """
+        bodies: list[dict[str, Any]] = []
+        start = 0
+        n = len(encoded)
+        while start < n:
+            end = start
+            size = len(_dumps(self._body(encoded, start, start)))
+            while end < n:
+                entry = len(_dumps(self.labels[end])) + len(encoded[end]) + 4
+                if size + entry > max_bytes and end > start:
+                    break
+                size += entry
+                end += 1
+            body = self._body(encoded, start, end)
+            while len(_dumps(body)) > max_bytes and end - start > 1:
+                end -= 1
+                body = self._body(encoded, start, end)
+            if len(_dumps(body)) > max_bytes:
+                raise PayloadTooLargeError(
+                    f"circuit {self.labels[start]!r} is {len(encoded[start])} bytes once "
+                    f"encoded, over the {max_bytes}-byte request limit"
+                )
+            bodies.append(body)
+            start = end
+        return bodies
+
+    def _body(self, encoded: Sequence[str], start: int, end: int) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "circuits": dict(zip(self.labels[start:end], encoded[start:end], strict=True)),
+            "mode": "append",
+            "finalized": "false",
+        }
+        if self.observables is not None:
+            body["observables"] = self.observables
+            if self.circuit_ham_map is not None:
+                body["circuit_ham_map"] = [list(r) for r in self.circuit_ham_map]
+        elif self.shot_groups is not None:
+            body["shot_groups"] = [
+                [max(s, start) - start, min(e, end) - start, shots]
+                for s, e, shots in self.shot_groups
+                if s < end and e > start
+            ]
+        else:
+            body["shots"] = self.shots
+        return body
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def build_submission(
+    circuits: object, config: ClientConfig, options: Mapping[str, Any]
+) -> Submission:
+    """Check the batch and the `submit_circuits` keyword options against the protocol rules."""
+    unknown = sorted(set(options) - set(SUBMIT_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"submit_circuits() got unknown option(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(SUBMIT_OPTIONS)}"
+        )
+    items = normalise_circuits(circuits)
+    n = len(items)
+    shots = check_shots(options.get("shots", config.shots))
+    ham_ops = options.get("ham_ops")
+    shot_groups = options.get("shot_groups")
+    ham_map = options.get("circuit_ham_map")
+    job_type = _job_type(options.get("job_type"), ham_ops)
+
+    observables = None
+    ham_ranges = None
+    groups = None
+    if ham_ops is not None:
+        if shot_groups is not None:
+            raise ValueError("ham_ops and shot_groups are mutually exclusive")
+        n_groups = _check_ham_ops(ham_ops)
+        if ham_map is not None:
+            ham_ranges = _check_ham_map(ham_map, n, n_groups)
+        elif n_groups > 1:
+            raise ValueError(
+                f"ham_ops has {n_groups} '|' groups: circuit_ham_map must assign each a range"
+            )
+        observables = compress_ham_ops(ham_ops)
+    elif ham_map is not None:
+        raise ValueError("circuit_ham_map needs ham_ops")
+    if shot_groups is not None:
+        groups = _check_shot_groups(shot_groups, n)
+
+    init_body: dict[str, Any] = {
+        "tag": _check_str("tag", options.get("tag", config.tag)),
+        "job_type": job_type.value,
+        "use_packing": False,
+    }
+    init_body.update(_target(options, config))
+    if "execution_configuration" in options:
+        exec_conf = options["execution_configuration"]
+        if not isinstance(exec_conf, Mapping):
+            raise TypeError("execution_configuration must be a mapping")
+        init_body["execution_configuration"] = dict(exec_conf)
+    labels, sources = zip(*items, strict=True)
+    return Submission(
+        labels=tuple(labels),
+        sources=tuple(sources),
+        init_body=init_body,
+        job_type=job_type,
+        shots=shots,
+        shot_groups=groups,
+        observables=observables,
+        circuit_ham_map=ham_ranges,
+    )
+
+
+def _check_str(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name} must be a non-empty str, got {value!r}")
+    return value
+
+
+def _target(options: Mapping[str, Any], config: ClientConfig) -> dict[str, str]:
+    simulator = options.get("simulator_cluster")
+    qpu = options.get("qpu_system")
+    if simulator is not None and qpu is not None:
+        raise ConfigurationError("give either simulator_cluster or qpu_system, not both")
+    if qpu is not None:
+        return {"qpu_system_name": _check_str("qpu_system", qpu)}
+    if simulator is not None:
+        return {"simulator_cluster": _check_str("simulator_cluster", simulator)}
+    if config.qpu_system is not None:
+        return {"qpu_system_name": config.qpu_system}
+    return {"simulator_cluster": config.simulator_cluster or "qoro_maestro"}
+
+
+def _job_type(value: object, ham_ops: object) -> JobType:
+    if value is None:
+        return JobType.EXPECTATION if ham_ops is not None else JobType.EXECUTE
+    try:
+        job_type = JobType(str(value).upper())
+    except ValueError:
+        names = ", ".join(t.value for t in JobType)
+        raise ValueError(f"job_type must be one of {names}, got {value!r}") from None
+    if job_type is JobType.EXPECTATION and ham_ops is None:
+        raise ValueError("job_type EXPECTATION needs ham_ops (the observables)")
+    if job_type is JobType.EXECUTE and ham_ops is not None:
+        raise ValueError("ham_ops implies job_type EXPECTATION, but job_type is EXECUTE")
+    return job_type
+
+
+def _check_ham_ops(ham_ops: object) -> int:
+    if not isinstance(ham_ops, str) or not ham_ops:
+        raise TypeError(f"ham_ops must be a non-empty str like 'XYZ;ZZI', got {ham_ops!r}")
+    groups = ham_ops.split("|")
+    for k, group in enumerate(groups):
+        terms = group.split(";")
+        for term in terms:
+            if not _PAULI_TERM.fullmatch(term):
+                raise ValueError(
+                    f"ham_ops group {k}: term {term!r} must be a non-empty string of I, X, Y, Z"
+                )
+        if len({len(t) for t in terms}) != 1:
+            raise ValueError(f"ham_ops group {k}: terms must all have the same length")
+    return len(groups)
+
+
+def _int_list(name: str, value: object, width: int) -> list[tuple[int, ...]]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list of [{'start, end' + ', shots' * (width == 3)}]")
+    rows: list[tuple[int, ...]] = []
+    for row in value:
+        if (
+            isinstance(row, str | bytes)
+            or not isinstance(row, Sequence)
+            or len(row) != width
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in row)
+        ):
+            raise TypeError(f"{name}: each entry must be {width} ints, got {row!r}")
+        rows.append(tuple(row))
+    if not rows:
+        raise ValueError(f"{name} is empty")
+    return rows
+
+
+def _check_tiling(name: str, ranges: Sequence[tuple[int, ...]], n: int) -> None:
+    expected = 0
+    for row in ranges:
+        start, end = row[0], row[1]
+        if start != expected:
+            kind = "overlap" if start < expected else "leave a gap"
+            raise ValueError(
+                f"{name}: ranges must tile [0, {n}) in order; [{start}, {end}) would {kind}"
+            )
+        if end <= start:
+            raise ValueError(f"{name}: range [{start}, {end}) is empty or reversed")
+        if end > n:
+            raise ValueError(f"{name}: range [{start}, {end}) goes past the {n} circuits")
+        expected = end
+    if expected != n:
+        raise ValueError(f"{name}: ranges cover [0, {expected}) but the batch has {n} circuits")
+
+
+def _check_shot_groups(value: object, n: int) -> tuple[tuple[int, int, int], ...]:
+    rows = _int_list("shot_groups", value, 3)
+    _check_tiling("shot_groups", rows, n)
+    for _, _, shots in rows:
+        check_shots(shots)
+    return tuple((r[0], r[1], r[2]) for r in rows)
+
+
+def _check_ham_map(value: object, n: int, n_groups: int) -> tuple[tuple[int, int], ...]:
+    rows = _int_list("circuit_ham_map", value, 2)
+    if len(rows) != n_groups:
+        raise ValueError(
+            f"circuit_ham_map has {len(rows)} ranges but ham_ops has {n_groups} groups"
+        )
+    _check_tiling("circuit_ham_map", rows, n)
+    return tuple((r[0], r[1]) for r in rows)

@@ -1,0 +1,470 @@
+"""`AsyncJobClient`: the asyncio-native core that submits, polls, fetches and cancels jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import anyio
+import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from . import _qasm
+from ._batch import Submission, build_submission, encode_circuit
+from ._cancel import run_until_event
+from ._config import ClientConfig
+from ._errors import (
+    AsyncJobError,
+    BadRequestError,
+    JobFailedError,
+    JobNotCompleteError,
+    MaxRetriesReachedError,
+    ProtocolError,
+)
+from ._histogram import decode_result
+from ._models import ExecutionResult, JobStatus, Response
+from ._transport import Transport, job_path
+
+__all__ = ["AsyncJobClient", "JobOutcome"]
+
+logger = logging.getLogger("asyncjob")
+
+_THREAD_THRESHOLD = 16
+"""Batches larger than this are validated and encoded off the event loop."""
+_CLEANUP_TIMEOUT = 5.0
+_KNOWN_LABELS = 1024
+
+
+@attrs.frozen
+class JobOutcome:
+    """One job of `as_completed`: its final status and, when COMPLETED, its results."""
+
+    handle: ExecutionResult
+    status: JobStatus
+    result: ExecutionResult | None = None
+    error: AsyncJobError | None = None
+
+
+def job_id_of(execution_result: ExecutionResult | str) -> str:
+    """The job id of a handle; a handle without one is a `ValueError`."""
+    job_id = execution_result if isinstance(execution_result, str) else None
+    if isinstance(execution_result, ExecutionResult):
+        job_id = execution_result.job_id
+    if not job_id:
+        raise ValueError("this ExecutionResult carries no job_id: it is not a remote job handle")
+    job_path(job_id)
+    return job_id
+
+
+class AsyncJobClient:
+    """Submit circuit batches and follow them as remote jobs, from async code.
+
+    ```python
+    async with AsyncJobClient(base_url, token) as client:
+        handle = await client.submit_circuits({"bell": BELL})
+        await client.poll_job_status(handle, loop_until_complete=True)
+        result = await client.get_job_results(handle)
+    ```
+    One aiohttp session and connection pool per client; every request has its
+    own timeout; any call can be cancelled (anyio cancel scope, or a
+    `threading.Event`) without leaving a half-submitted job behind.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        shots: int = 1000,
+        **options: Any,
+    ) -> None:
+        self._config = ClientConfig.build(base_url, token, shots, **options)
+        self._transport = Transport(self._config)
+        self._labels: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+
+    @classmethod
+    def from_config(cls, config: ClientConfig) -> AsyncJobClient:
+        """A client for an already validated configuration."""
+        client = cls.__new__(cls)
+        client._config = config
+        client._transport = Transport(config)
+        client._labels = OrderedDict()
+        return client
+
+    @property
+    def config(self) -> ClientConfig:
+        """The validated configuration."""
+        return self._config
+
+    @property
+    def shots(self) -> int:
+        """Shots per circuit unless a submission says otherwise."""
+        return self._config.shots
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests sent by this client so far (each retry counts)."""
+        return self._transport.requests_sent
+
+    def __repr__(self) -> str:
+        return f"AsyncJobClient(base_url={self._config.base_url!r}, shots={self.shots})"
+
+    async def __aenter__(self) -> AsyncJobClient:
+        await self._transport.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session and its connection pool."""
+        with anyio.CancelScope(shield=True):
+            await self._transport.aclose()
+
+    # -- submission -------------------------------------------------------
+
+    async def submit_circuits(
+        self,
+        circuits: Mapping[str, str] | Iterable[str],
+        *,
+        cancellation_event: threading.Event | None = None,
+        **kwargs: Any,
+    ) -> ExecutionResult:
+        """Validate, create a job, upload the batch in chunks and return its handle.
+
+        Every circuit is checked before anything is sent. If anything fails or is
+        cancelled after the job was created, the job is cancelled before raising.
+        """
+        submission = build_submission(circuits, self._config, kwargs)
+        return await run_until_event(
+            cancellation_event, lambda: self._submit(submission), "submission"
+        )
+
+    async def _submit(self, submission: Submission) -> ExecutionResult:
+        bodies = await self._prepare(submission)
+        response = await self._transport.request(
+            "POST", "job/init/", body=submission.init_body, idempotency_key=_new_key()
+        )
+        job_id = _field(response, "job_id", str)
+        job_path(job_id)
+        self._remember_labels(job_id, submission.labels)
+        try:
+            await self._upload(job_id, bodies, ordered=submission.ordered_upload)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._abandon(job_id)
+            raise
+        logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
+        return ExecutionResult(job_id=job_id)
+
+    async def _prepare(self, submission: Submission) -> list[dict[str, Any]]:
+        def prepare() -> list[dict[str, Any]]:
+            _qasm.check_batch(
+                list(zip(submission.labels, submission.sources, strict=True)),
+                full=self._config.full_qasm_check,
+            )
+            encoded = [encode_circuit(source) for source in submission.sources]
+            return submission.chunk_bodies(encoded, self._config.limits.max_payload_bytes)
+
+        if len(submission.labels) <= _THREAD_THRESHOLD:
+            return prepare()
+        return await anyio.to_thread.run_sync(prepare, abandon_on_cancel=True)
+
+    async def _upload(self, job_id: str, bodies: list[dict[str, Any]], *, ordered: bool) -> None:
+        path = job_path(job_id, "add_circuits/")
+
+        async def send(body: dict[str, Any]) -> None:
+            await self._transport.request("POST", path, body=body, idempotency_key=_new_key())
+
+        *early, final = bodies
+        if ordered:
+            for body in early:
+                await send(body)
+        elif early:
+            limiter = anyio.CapacityLimiter(self._config.limits.upload_concurrency)
+
+            async def send_limited(body: dict[str, Any]) -> None:
+                async with limiter:
+                    await send(body)
+
+            async with anyio.create_task_group() as tg:
+                for body in early:
+                    tg.start_soon(send_limited, body)
+        await send({**final, "finalized": "true"})
+
+    async def _abandon(self, job_id: str) -> None:
+        """Cancel a job whose submission failed, so it is not left un-finalized."""
+        with anyio.move_on_after(_CLEANUP_TIMEOUT):
+            try:
+                await self._cancel(job_id)
+                logger.info("submission of job %s failed; the job was cancelled", job_id)
+                return
+            except AsyncJobError as exc:
+                logger.warning("could not cancel abandoned job %s: %s", job_id, exc)
+        logger.warning("cancelling abandoned job %s timed out", job_id)
+
+    # -- status -----------------------------------------------------------
+
+    async def poll_job_status(
+        self,
+        execution_result: ExecutionResult | str,
+        loop_until_complete: bool = False,
+        on_complete: Callable[[Response], None] | None = None,
+        verbose: bool = True,
+        progress_callback: Callable[[int, str], None] | None = None,
+        cancellation_event: threading.Event | None = None,
+    ) -> JobStatus:
+        """Query the job's status once, or poll until it is terminal.
+
+        `on_complete(response)` runs once at a terminal status;
+        `progress_callback(poll_attempt, status)` after each non-terminal poll.
+        A set `cancellation_event` ends the wait (not the job) within 100 ms.
+        """
+        job_id = job_id_of(execution_result)
+
+        async def poll() -> JobStatus:
+            return await self._poll(
+                job_id, loop_until_complete, on_complete, verbose, progress_callback
+            )
+
+        return await run_until_event(cancellation_event, poll, "polling")
+
+    async def _poll(
+        self,
+        job_id: str,
+        loop: bool,
+        on_complete: Callable[[Response], None] | None,
+        verbose: bool,
+        progress_callback: Callable[[int, str], None] | None,
+    ) -> JobStatus:
+        policy = self._config.polling
+        deadline = None if policy.deadline is None else anyio.current_time() + policy.deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            response, status = await self.get_status(job_id)
+            if verbose:
+                logger.info("job %s: %s (poll %d)", job_id, status.value, attempt)
+            if status.is_terminal:
+                if on_complete is not None:
+                    on_complete(response)
+                return status
+            if progress_callback is not None:
+                progress_callback(attempt, status.value)
+            if not loop:
+                return status
+            delay = policy.delay(attempt)
+            if policy.max_retries is not None and attempt >= policy.max_retries:
+                raise MaxRetriesReachedError(job_id, attempt, status.value)
+            if deadline is not None:
+                remaining = deadline - anyio.current_time()
+                if remaining <= 0:
+                    raise MaxRetriesReachedError(job_id, attempt, status.value)
+                delay = min(delay, remaining)
+            await anyio.sleep(delay)
+
+    async def get_status(
+        self, execution_result: ExecutionResult | str
+    ) -> tuple[Response, JobStatus]:
+        """One status request: the response and the parsed status."""
+        job_id = job_id_of(execution_result)
+        response = await self._transport.request("GET", job_path(job_id, "status/"))
+        return response, JobStatus.from_wire(_field(response, "status", str))
+
+    # -- results ----------------------------------------------------------
+
+    async def get_job_results(self, execution_result: ExecutionResult | str) -> ExecutionResult:
+        """Fetch every results page (concurrently once the total is known) and decode it.
+
+        Results come back in submission order. A job that is not COMPLETED is a
+        `JobNotCompleteError`.
+        """
+        job_id = job_id_of(execution_result)
+        path = job_path(job_id, "resultsV2/")
+        size = self._config.limits.results_page_size
+        try:
+            first = await self._transport.request("GET", path, params={"limit": size, "offset": 0})
+        except BadRequestError:
+            _, status = await self.get_status(job_id)
+            if status is not JobStatus.COMPLETED:
+                raise JobNotCompleteError(job_id, status.value) from None
+            raise
+        page = _page(first)
+        entries = list(page["results"])
+        count = page.get("count")
+        if isinstance(count, int) and not isinstance(count, bool) and count > len(entries):
+            if page.get("next") is not None:
+                self._transport.same_origin_path(str(page["next"]))
+            entries.extend(await self._fetch_pages(path, size, len(entries), count))
+        else:
+            link = page.get("next")
+            while link is not None:
+                page = _page(
+                    await self._transport.request(
+                        "GET", self._transport.same_origin_path(str(link))
+                    )
+                )
+                entries.extend(page["results"])
+                link = page.get("next")
+        results = self._order(job_id, entries)
+        handle = execution_result if isinstance(execution_result, ExecutionResult) else None
+        return (handle or ExecutionResult(job_id=job_id)).with_results(results)
+
+    async def _fetch_pages(self, path: str, size: int, start: int, count: int) -> list[Any]:
+        offsets = range(start, count, size)
+        pages: dict[int, list[Any]] = {}
+        limiter = anyio.CapacityLimiter(self._config.limits.results_concurrency)
+
+        async def fetch(offset: int) -> None:
+            async with limiter:
+                response = await self._transport.request(
+                    "GET", path, params={"limit": size, "offset": offset}
+                )
+            pages[offset] = list(_page(response)["results"])
+
+        async with anyio.create_task_group() as tg:
+            for offset in offsets:
+                tg.start_soon(fetch, offset)
+        return [entry for offset in offsets for entry in pages[offset]]
+
+    def _order(self, job_id: str, entries: list[Any]) -> list[dict[str, Any]]:
+        by_label: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
+                raise ProtocolError(f"job {job_id}: malformed result entry")
+            label = entry["label"]
+            if label in by_label:
+                raise ProtocolError(f"job {job_id}: label {label!r} appears twice in results")
+            by_label[label] = {"label": label, "results": decode_result(entry.get("results"))}
+        expected = self._labels.get(job_id)
+        if expected is None:
+            return list(by_label.values())
+        missing = [label for label in expected if label not in by_label]
+        unknown = sorted(set(by_label) - set(expected))
+        if missing or unknown:
+            raise ProtocolError(
+                f"job {job_id}: results do not match the submission "
+                f"(missing {missing[:5]}, unknown {unknown[:5]})"
+            )
+        return [by_label[label] for label in expected]
+
+    def _remember_labels(self, job_id: str, labels: tuple[str, ...]) -> None:
+        self._labels[job_id] = labels
+        while len(self._labels) > _KNOWN_LABELS:
+            self._labels.popitem(last=False)
+
+    # -- cancel -----------------------------------------------------------
+
+    async def cancel_job(self, execution_result: ExecutionResult | str) -> Response:
+        """Ask the scheduler to cancel the job; a job already terminal (409) is not an error."""
+        return await self._cancel(job_id_of(execution_result))
+
+    async def _cancel(self, job_id: str) -> Response:
+        return await self._transport.request(
+            "POST", job_path(job_id, "cancel/"), retry=True, ok=(409,)
+        )
+
+    async def delete_job(self, execution_result: ExecutionResult | str) -> Response:
+        """Remove the job record from the scheduler."""
+        return await self._transport.request("DELETE", job_path(job_id_of(execution_result)))
+
+    # -- conveniences -----------------------------------------------------
+
+    async def run(
+        self,
+        circuits: Mapping[str, str] | Iterable[str],
+        *,
+        cancellation_event: threading.Event | None = None,
+        **kwargs: Any,
+    ) -> ExecutionResult:
+        """Submit, wait and fetch: the results of a batch, or `JobFailedError`."""
+
+        async def run() -> ExecutionResult:
+            handle = await self.submit_circuits(circuits, **kwargs)
+            try:
+                status = await self.poll_job_status(
+                    handle, loop_until_complete=True, verbose=False
+                )
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._abandon(job_id_of(handle))
+                raise
+            if status is not JobStatus.COMPLETED:
+                raise JobFailedError(job_id_of(handle), status.value)
+            return await self.get_job_results(handle)
+
+        return await run_until_event(cancellation_event, run, "run")
+
+    @contextlib.asynccontextmanager
+    async def as_completed(
+        self, handles: Iterable[ExecutionResult], *, fetch_results: bool = True
+    ) -> AsyncIterator[MemoryObjectReceiveStream[JobOutcome]]:
+        """Follow many jobs at once; iterate the stream to get each as it finishes.
+
+        ```python
+        async with client.as_completed(handles) as outcomes:
+            async for outcome in outcomes:
+                ...
+        ```
+        With `fetch_results`, a COMPLETED job's outcome carries its results. An
+        error while following one job is reported in its outcome, not raised.
+        Leaving the block early stops following the remaining jobs.
+        """
+        handles = list(handles)
+        send, receive = anyio.create_memory_object_stream[JobOutcome](len(handles) or 1)
+
+        async def follow(
+            handle: ExecutionResult, send: MemoryObjectSendStream[JobOutcome]
+        ) -> None:
+            status = JobStatus.PENDING
+            async with send:
+                try:
+                    status = await self.poll_job_status(
+                        handle, loop_until_complete=True, verbose=False
+                    )
+                    result = None
+                    if fetch_results and status is JobStatus.COMPLETED:
+                        result = await self.get_job_results(handle)
+                    outcome = JobOutcome(handle, status, result)
+                except AsyncJobError as exc:
+                    outcome = JobOutcome(handle, status, None, exc)
+                await send.send(outcome)
+
+        async with anyio.create_task_group() as tg, receive:
+            async with send:
+                for handle in handles:
+                    tg.start_soon(follow, handle, send.clone())
+            yield receive
+            tg.cancel_scope.cancel()
+
+
+def _new_key() -> str:
+    return str(uuid.uuid4())
+
+
+def _field(response: Response, name: str, kind: type) -> Any:
+    data = response.json()
+    value = data.get(name) if isinstance(data, dict) else None
+    if not isinstance(value, kind) or (isinstance(value, str) and not value):
+        raise ProtocolError(
+            f"{response.method} {response.path}: response has no valid {name!r} field"
+        )
+    return value
+
+
+def _page(response: Response) -> dict[str, Any]:
+    data = response.json()
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise ProtocolError(f"{response.method} {response.path}: results page has no list")
+    return data

@@ -1,0 +1,48 @@
+"""Shared fixtures: small circuits and a client configured for fast, deterministic tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from asyncjob import AsyncJobClient, PollingPolicy, RetryPolicy
+
+BASE = "http://127.0.0.1:8999/api/"
+TOKEN = "s3cret-token-value"
+
+BELL = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[2];
+creg c[2];
+h q[0];
+cx q[0],q[1];
+measure q -> c;
+"""
+
+GHZ3 = """OPENQASM 3.0;
+include "stdgates.inc";
+qubit[3] q;
+bit[3] c;
+h q[0];
+cx q[0], q[1];
+cx q[1], q[2];
+c = measure q;
+"""
+
+
+def fast_retry() -> RetryPolicy:
+    """Retries without waiting, so retry tests run in microseconds."""
+    return RetryPolicy(attempts=4, initial=0.001, max_backoff=0.001, jitter=False)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AsyncJobClient]:
+    async with AsyncJobClient(
+        BASE,
+        TOKEN,
+        retry=fast_retry(),
+        polling=PollingPolicy(interval=0.001),
+        timeout=2.0,
+    ) as c:
+        yield c
