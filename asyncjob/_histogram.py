@@ -1,0 +1,276 @@
+"""Encode and decode the `qh1`/`qh2` histograms of `resultsV2` (see PROTOCOL.md).
+
+A histogram travels as base64 of a small binary blob: a magic, the outcome
+width, delta-coded outcome indices, a run-length block saying which counts are
+1, and the other counts. The decoder trusts nothing: every length is checked
+against the bytes actually present before anything is allocated, and every
+fault is a `ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from itertools import accumulate, groupby, pairwise
+
+from ._errors import ProtocolError
+
+__all__ = ["MAX_WIDTH", "decode_histogram", "decode_result", "encode_histogram"]
+
+MAX_WIDTH = 2**20
+"""Widest outcome (in bits) a payload may declare."""
+
+_MAX_KEY_CHARS = 2**28
+"""Cap on unique * n_bits, the characters of all keys: a tiny forged payload must not
+make us render gigabytes of bitstrings."""
+
+_COUNT_BYTES = 10
+"""Longest varint for a length, count or run (10 bytes hold 70 bits, far above any shot count)."""
+
+_MAGICS = {"qh1": b"QH1", "qh2": b"QH2"}
+
+# One ULEB128 varint: continuation bytes, then a final byte below 0x80.
+_VARINT = re.compile(rb"[\x80-\xff]*[\x00-\x7f]")
+
+
+def _read_varint(data: bytes, pos: int, max_len: int, what: str) -> tuple[int, int]:
+    """Read one varint of at most `max_len` bytes at `pos`; return (value, next position).
+
+    Linear even for the megabit indices QH2 allows (a shift-and-or loop is quadratic).
+    """
+    match = _VARINT.match(data, pos, pos + max_len)
+    if match is None:
+        if pos + max_len < len(data):
+            raise ProtocolError(f"corrupt histogram: {what} varint longer than {max_len} bytes")
+        raise ProtocolError(f"corrupt histogram: stream ends inside the {what}")
+    end = match.end()
+    if end - pos <= 9:
+        value = 0
+        for byte in reversed(data[pos:end]):
+            value = (value << 7) | (byte & 0x7F)
+        return value, end
+    bits = "".join([format(byte & 0x7F, "07b") for byte in reversed(data[pos:end])])
+    return int(bits, 2), end
+
+
+def _read_varints(
+    data: bytes, pos: int, count: int, max_len: int, what: str
+) -> tuple[list[int], int]:
+    """Read `count` consecutive varints; the hot loop of the decoder, hence the fast paths."""
+    values: list[int] = []
+    append = values.append
+    try:
+        for _ in range(count):
+            byte = data[pos]
+            if byte < 0x80:
+                append(byte)
+                pos += 1
+                continue
+            second = data[pos + 1]
+            if second < 0x80:  # max_len is always at least 2 here
+                append((byte & 0x7F) | (second << 7))
+                pos += 2
+                continue
+            value, pos = _read_varint(data, pos, max_len, what)
+            append(value)
+    except IndexError:
+        raise ProtocolError(f"corrupt histogram: stream ends inside the {what}") from None
+    return values, pos
+
+
+def _read_runs(data: bytes, pos: int) -> tuple[list[int], bool, int]:
+    """Read the length-prefixed run-length block: (run lengths, first run is of 1s, next pos)."""
+    rle_len, pos = _read_varint(data, pos, _COUNT_BYTES, "run-length block size")
+    end = pos + rle_len
+    if end > len(data):
+        raise ProtocolError("corrupt histogram: stream ends inside the run-length block")
+    if rle_len == 0:
+        return [], False, pos
+    block = data[pos:end]
+    n_runs, at = _read_varint(block, 0, _COUNT_BYTES, "run count")
+    if n_runs == 0:
+        runs: list[int] = []
+        first = 0
+    else:
+        if n_runs > len(block) - at - 1:  # one flag byte, then at least a byte per run
+            raise ProtocolError(f"corrupt histogram: {n_runs} runs cannot fit in the block")
+        first = block[at]
+        if first > 1:
+            raise ProtocolError(f"corrupt histogram: run-length flag byte is {first}, not 0 or 1")
+        runs, at = _read_varints(block, at + 1, n_runs, _COUNT_BYTES, "run lengths")
+    if at != rle_len:
+        raise ProtocolError(f"corrupt histogram: run-length block has {rle_len - at} stray bytes")
+    return runs, first == 1, end
+
+
+def _expand_counts(runs: list[int], first_is_one: bool, extras: list[int]) -> list[int]:
+    """Turn the alternating runs (of 1s, and of counts taken from `extras`) into counts."""
+    counts: list[int] = []
+    taken = 0
+    is_one = first_is_one
+    for length in runs:
+        if is_one:
+            counts += [1] * length
+        else:
+            counts += [extra + 2 for extra in extras[taken : taken + length]]
+            taken += length
+        is_one = not is_one
+    return counts
+
+
+def decode_histogram(encoding: str, n_bits: int, payload: str) -> dict[str, int]:
+    """Decode a base64 QH1/QH2 payload to {bitstring: count} in increasing outcome order.
+
+    Raises `ProtocolError`, with the reason, for anything the format does not allow.
+    """
+    magic = _MAGICS.get(encoding) if isinstance(encoding, str) else None
+    if magic is None:
+        raise ProtocolError(f"unsupported histogram encoding {encoding!r}")
+    if not isinstance(n_bits, int) or isinstance(n_bits, bool) or not 1 <= n_bits <= MAX_WIDTH:
+        raise ProtocolError(f"histogram n_bits must be an integer in 1..2**20, got {n_bits!r}")
+    if not isinstance(payload, str):
+        raise ProtocolError(f"histogram payload must be a base64 string, not {type(payload)}")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("histogram payload is not valid base64") from None
+
+    if len(data) < 4:
+        raise ProtocolError("corrupt histogram: payload too short for a header")
+    if data[:3] not in _MAGICS.values():
+        raise ProtocolError(f"corrupt histogram: magic {data[:3]!r} is neither QH1 nor QH2")
+    if data[:3] != magic:
+        raise ProtocolError(f"corrupt histogram: magic {data[:3]!r} but encoding {encoding!r}")
+    if magic == b"QH1":
+        width, pos = data[3], 4
+    else:
+        width, pos = _read_varint(data, 3, _COUNT_BYTES, "width")
+    if width > MAX_WIDTH:
+        raise ProtocolError(f"corrupt histogram: width {width} bits is over 2**20")
+    if width != n_bits:
+        raise ProtocolError(f"corrupt histogram: payload width {width} but n_bits {n_bits}")
+
+    unique, pos = _read_varint(data, pos, _COUNT_BYTES, "unique count")
+    shots, pos = _read_varint(data, pos, _COUNT_BYTES, "shot count")
+    n_gaps, pos = _read_varint(data, pos, _COUNT_BYTES, "gap count")
+    if unique > len(data) - pos:  # every outcome takes at least one gap byte
+        raise ProtocolError(
+            f"corrupt histogram: {unique} outcomes cannot fit in {len(data)} bytes"
+        )
+    if unique * width > _MAX_KEY_CHARS:
+        raise ProtocolError(f"histogram too large: {unique} outcomes of {width} bits")
+    if n_gaps != unique:
+        raise ProtocolError(f"corrupt histogram: {n_gaps} gaps for {unique} outcomes")
+
+    gaps, pos = _read_varints(data, pos, n_gaps, (width + 6) // 7 + 1, "outcome indices")
+    if 0 in gaps[1:]:
+        raise ProtocolError("corrupt histogram: outcome indices are not strictly increasing")
+    indices = list(accumulate(gaps))
+    if indices and indices[-1].bit_length() > width:
+        needed = indices[-1].bit_length()
+        raise ProtocolError(
+            f"corrupt histogram: an outcome index needs {needed} bits, not {width}"
+        )
+
+    runs, first_is_one, pos = _read_runs(data, pos)
+    if sum(runs) != unique:
+        raise ProtocolError(f"corrupt histogram: runs cover {sum(runs)} outcomes, not {unique}")
+    other_runs = runs[1::2] if first_is_one else runs[0::2]
+    extras_len, pos = _read_varint(data, pos, _COUNT_BYTES, "extras count")
+    if extras_len != sum(other_runs):
+        raise ProtocolError(
+            f"corrupt histogram: {extras_len} extra counts but the runs need {sum(other_runs)}"
+        )
+    extras, pos = _read_varints(data, pos, extras_len, _COUNT_BYTES, "extra counts")
+    if pos != len(data):
+        raise ProtocolError(f"corrupt histogram: {len(data) - pos} trailing bytes")
+
+    counts = _expand_counts(runs, first_is_one, extras)
+    total = sum(counts)
+    if total != shots:
+        raise ProtocolError(f"corrupt histogram: counts add up to {total}, not {shots} shots")
+
+    # bin + zfill renders the same strings as format(index, f"0{width}b"), ~40% faster.
+    return dict(zip([bin(index)[2:].zfill(width) for index in indices], counts, strict=True))
+
+
+def decode_result(obj: object) -> object:
+    """Decode one `results` object of a resultsV2 entry if it carries a payload.
+
+    EXPECTATION jobs return plain JSON values there, so anything that is not a dict
+    with a non-empty `payload` is returned unchanged.
+    """
+    if not isinstance(obj, dict) or not obj.get("payload"):
+        return obj
+    encoding = obj.get("encoding")
+    n_bits = obj.get("n_bits")
+    if not isinstance(encoding, str):
+        raise ProtocolError(f"histogram result without a valid encoding: {encoding!r}")
+    if not isinstance(n_bits, int) or isinstance(n_bits, bool):
+        raise ProtocolError(f"histogram result without a valid n_bits: {n_bits!r}")
+    return decode_histogram(encoding, n_bits, obj["payload"])
+
+
+def _uleb128(value: int) -> bytes:
+    """Encode a non-negative integer as ULEB128."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_histogram(counts: Mapping[str, int], n_bits: int | None = None) -> dict[str, object]:
+    """Encode {bitstring: count} as a resultsV2 histogram object (the local server's side).
+
+    Uses qh1 up to 255 bits, qh2 beyond. `n_bits` defaults to the length of the keys
+    and is required for an empty histogram. Raises `ValueError` on bad input.
+    """
+    if n_bits is None:
+        if not counts:
+            raise ValueError("n_bits is required to encode an empty histogram")
+        n_bits = len(next(iter(counts)))
+    if not isinstance(n_bits, int) or isinstance(n_bits, bool) or not 1 <= n_bits <= MAX_WIDTH:
+        raise ValueError(f"n_bits must be an integer in 1..2**20, got {n_bits!r}")
+    entries: list[tuple[int, int]] = []
+    for key, count in counts.items():
+        if not isinstance(key, str) or len(key) != n_bits or key.strip("01"):
+            raise ValueError(f"histogram key {key!r} is not a bitstring of length {n_bits}")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"count for {key!r} must be a positive integer, got {count!r}")
+        entries.append((int(key, 2), count))
+    entries.sort()
+
+    indices = [index for index, _ in entries]
+    values = [count for _, count in entries]
+    gaps = [b - a for a, b in pairwise([0, *indices])]
+    runs = [len(list(group)) for _, group in groupby(values, key=lambda count: count == 1)]
+    rle = b""
+    if values:
+        first = int(values[0] == 1)
+        rle = _uleb128(len(runs)) + bytes([first]) + b"".join(map(_uleb128, runs))
+    extras = [count - 2 for count in values if count != 1]
+
+    magic, width = (b"QH1", bytes([n_bits])) if n_bits <= 255 else (b"QH2", _uleb128(n_bits))
+    blob = b"".join(
+        [
+            magic,
+            width,
+            _uleb128(len(entries)),
+            _uleb128(sum(values)),
+            _uleb128(len(gaps)),
+            *map(_uleb128, gaps),
+            _uleb128(len(rle)),
+            rle,
+            _uleb128(len(extras)),
+            *map(_uleb128, extras),
+        ]
+    )
+    return {
+        "encoding": magic.decode().lower(),
+        "n_bits": n_bits,
+        "payload": base64.b64encode(blob).decode("ascii"),
+    }
