@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import uuid
 from collections import OrderedDict
@@ -22,12 +23,16 @@ from ._config import ClientConfig
 from ._errors import (
     AsyncJobError,
     BadRequestError,
+    ConnectionFailedError,
+    HTTPStatusError,
     JobFailedError,
     JobNotCompleteError,
     MaxRetriesReachedError,
     ProtocolError,
+    RequestTimeoutError,
 )
 from ._histogram import decode_result
+from ._journal import Journal, PendingChunk
 from ._models import ExecutionResult, JobStatus, Response
 from ._transport import Transport, job_path
 
@@ -87,6 +92,8 @@ class AsyncJobClient:
         self._config = ClientConfig.build(base_url, token, shots, **options)
         self._transport = Transport(self._config)
         self._labels: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._journal_db: Journal | None = None
+        self._seen: dict[str, JobStatus] = {}
 
     @classmethod
     def from_config(cls, config: ClientConfig) -> AsyncJobClient:
@@ -95,6 +102,8 @@ class AsyncJobClient:
         client._config = config
         client._transport = Transport(config)
         client._labels = OrderedDict()
+        client._journal_db = None
+        client._seen = {}
         return client
 
     @property
@@ -153,18 +162,24 @@ class AsyncJobClient:
 
     async def _submit(self, submission: Submission) -> ExecutionResult:
         bodies = await self._prepare(submission)
-        response = await self._transport.request(
-            "POST", "job/init/", body=submission.init_body, idempotency_key=_new_key()
-        )
-        job_id = _field(response, "job_id", str)
-        job_path(job_id)
+        chunks = [PendingChunk(i, _new_key(), body) for i, body in enumerate(bodies)]
+        chunks[-1] = attrs.evolve(chunks[-1], body={**chunks[-1].body, "finalized": "true"})
+        key = _new_key()
+        options = {"init": submission.init_body, "ordered": submission.ordered_upload}
+        journal = await self._journal()
+        if journal is not None:
+            await anyio.to_thread.run_sync(
+                journal.begin,
+                key,
+                self._config.base_url,
+                submission.labels,
+                options,
+                [(chunk.chunk_key, chunk.body) for chunk in chunks],
+            )
+        job_id = await self._init(key, submission.init_body)
         self._remember_labels(job_id, submission.labels)
-        try:
-            await self._upload(job_id, bodies, ordered=submission.ordered_upload)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._abandon(job_id)
-            raise
+        await self._record("created", key, job_id)
+        await self._upload(key, job_id, chunks, ordered=submission.ordered_upload)
         logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
         return ExecutionResult(job_id=job_id)
 
@@ -181,38 +196,142 @@ class AsyncJobClient:
             return prepare()
         return await anyio.to_thread.run_sync(prepare, abandon_on_cancel=True)
 
-    async def _upload(self, job_id: str, bodies: list[dict[str, Any]], *, ordered: bool) -> None:
+    async def _init(self, key: str, init_body: dict[str, Any]) -> str:
+        """`job/init/`; if its outcome is unknown when it fails, find that job and cancel it.
+
+        Repeating the request with the same `Idempotency-Key` returns the job the
+        first one may have created, without creating another.
+        """
+        try:
+            response = await self._transport.request(
+                "POST", "job/init/", body=init_body, idempotency_key=key
+            )
+        except BaseException as exc:
+            if not _outcome_known(exc):
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT):
+                    try:
+                        response = await self._transport.request(
+                            "POST", "job/init/", body=init_body, idempotency_key=key
+                        )
+                        await self._abandon(key, _job_id_field(response))
+                    except AsyncJobError:
+                        pass
+            raise
+        return _job_id_field(response)
+
+    async def _upload(
+        self, key: str, job_id: str, chunks: list[PendingChunk], *, ordered: bool
+    ) -> None:
+        """Send the chunks (the final one last); on any failure cancel the job."""
         path = job_path(job_id, "add_circuits/")
 
-        async def send(body: dict[str, Any]) -> None:
-            await self._transport.request("POST", path, body=body, idempotency_key=_new_key())
+        async def send(chunk: PendingChunk) -> None:
+            await self._transport.request(
+                "POST", path, body=chunk.body, idempotency_key=chunk.chunk_key
+            )
+            await self._record("chunk_sent", key, chunk.index)
 
-        *early, final = bodies
-        if ordered:
-            for body in early:
-                await send(body)
-        elif early:
-            limiter = anyio.CapacityLimiter(self._config.limits.upload_concurrency)
+        try:
+            *early, final = chunks
+            if ordered:
+                for chunk in early:
+                    await send(chunk)
+            elif early:
+                limiter = anyio.CapacityLimiter(self._config.limits.upload_concurrency)
 
-            async def send_limited(body: dict[str, Any]) -> None:
-                async with limiter:
-                    await send(body)
+                async def send_limited(chunk: PendingChunk) -> None:
+                    async with limiter:
+                        await send(chunk)
 
-            async with anyio.create_task_group() as tg:
-                for body in early:
-                    tg.start_soon(send_limited, body)
-        await send({**final, "finalized": "true"})
+                async with anyio.create_task_group() as tg:
+                    for chunk in early:
+                        tg.start_soon(send_limited, chunk)
+            await send(final)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._abandon(key, job_id)
+            raise
+        await self._record("submitted", key)
 
-    async def _abandon(self, job_id: str) -> None:
+    async def _abandon(self, key: str, job_id: str) -> None:
         """Cancel a job whose submission failed, so it is not left un-finalized."""
         with anyio.move_on_after(_CLEANUP_TIMEOUT):
             try:
                 await self._cancel(job_id)
-                logger.info("submission of job %s failed; the job was cancelled", job_id)
-                return
             except AsyncJobError as exc:
                 logger.warning("could not cancel abandoned job %s: %s", job_id, exc)
+                return
+            logger.info("submission of job %s failed; the job was cancelled", job_id)
+            await self._record("abandoned", key)
+            return
         logger.warning("cancelling abandoned job %s timed out", job_id)
+
+    # -- journal ------------------------------------------------------------
+
+    async def _journal(self) -> Journal | None:
+        if self._journal_db is None and self._config.journal is not None:
+            self._journal_db = await anyio.to_thread.run_sync(Journal, self._config.journal)
+        return self._journal_db
+
+    @property
+    def journal(self) -> Journal | None:
+        """The job journal (None when disabled); opened on first use."""
+        if self._journal_db is None and self._config.journal is not None:
+            self._journal_db = Journal(self._config.journal)
+        return self._journal_db
+
+    async def _record(self, what: str, *args: Any) -> None:
+        """Update the journal; a journal that cannot be written is logged, not fatal."""
+        journal = await self._journal()
+        if journal is None:
+            return
+        try:
+            await anyio.to_thread.run_sync(getattr(journal, what), *args)
+        except sqlite3.Error as exc:
+            logger.warning("journal %s: could not record %s: %s", journal.path, what, exc)
+
+    async def resume(
+        self, execution_result: ExecutionResult | str, *, finish: bool = True
+    ) -> ExecutionResult:
+        """Re-attach to a job recorded in the journal, e.g. after the process died.
+
+        Labels are restored, so results come back in submission order. A
+        submission that was interrupted is completed by sending the chunks the
+        server never acknowledged (with their original idempotency keys), or,
+        with `finish=False`, cancelled. Accepts a job id or a submission key.
+        """
+        ref = (
+            execution_result.job_id
+            if isinstance(execution_result, ExecutionResult)
+            else (execution_result)
+        )
+        journal = await self._journal()
+        if not ref or journal is None:
+            raise LookupError("resume needs a job id and an enabled journal")
+        entry = await anyio.to_thread.run_sync(journal.find, self._config.base_url, ref)
+        if entry is None:
+            raise LookupError(f"job {ref!r} is not in the journal {journal.path}")
+        job_id = entry.job_id
+        if entry.interrupted:
+            init_body = entry.options["init"]
+            if job_id is None:
+                job_id = await self._init(entry.key, init_body)
+                await self._record("created", entry.key, job_id)
+            self._remember_labels(job_id, entry.labels)
+            if finish:
+                pending = await anyio.to_thread.run_sync(journal.pending_chunks, entry.key)
+                if pending:
+                    await self._upload(
+                        entry.key, job_id, pending, ordered=bool(entry.options.get("ordered"))
+                    )
+                else:
+                    await self._record("submitted", entry.key)
+            else:
+                await self._cancel(job_id)
+                await self._record("abandoned", entry.key)
+        assert job_id is not None
+        self._remember_labels(job_id, entry.labels)
+        return ExecutionResult(job_id=job_id)
 
     # -- status -----------------------------------------------------------
 
@@ -280,7 +399,13 @@ class AsyncJobClient:
         """One status request: the response and the parsed status."""
         job_id = job_id_of(execution_result)
         response = await self._transport.request("GET", job_path(job_id, "status/"))
-        return response, JobStatus.from_wire(_field(response, "status", str))
+        status = JobStatus.from_wire(_field(response, "status", str))
+        if self._seen.get(job_id) is not status:
+            self._seen[job_id] = status
+            await self._record("status", self._config.base_url, job_id, status.value)
+            if status.is_terminal:
+                del self._seen[job_id]
+        return response, status
 
     # -- results ----------------------------------------------------------
 
@@ -318,6 +443,7 @@ class AsyncJobClient:
                 entries.extend(page["results"])
                 link = page.get("next")
         results = self._order(job_id, entries)
+        await self._record("results", self._config.base_url, job_id, results)
         handle = execution_result if isinstance(execution_result, ExecutionResult) else None
         return (handle or ExecutionResult(job_id=job_id)).with_results(results)
 
@@ -449,6 +575,15 @@ class AsyncJobClient:
             tg.cancel_scope.cancel()
 
 
+def _outcome_known(exc: BaseException) -> bool:
+    """True when a failed request certainly did not change anything on the server."""
+    if isinstance(exc, HTTPStatusError):
+        return exc.status_code < 500
+    return isinstance(exc, AsyncJobError | ValueError | TypeError) and not isinstance(
+        exc, RequestTimeoutError | ConnectionFailedError
+    )
+
+
 def _new_key() -> str:
     return str(uuid.uuid4())
 
@@ -461,6 +596,15 @@ def _field(response: Response, name: str, kind: type) -> Any:
             f"{response.method} {response.path}: response has no valid {name!r} field"
         )
     return value
+
+
+def _job_id_field(response: Response) -> str:
+    job_id: str = _field(response, "job_id", str)
+    try:
+        job_path(job_id)
+    except ValueError:
+        raise ProtocolError(f"server returned an unusable job id {job_id[:40]!r}") from None
+    return job_id
 
 
 def _page(response: Response) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._errors import ConfigurationError
+from ._journal import default_journal_path
 
 __all__ = ["ClientConfig", "Limits", "PollingPolicy", "RetryPolicy", "Timeout"]
 
@@ -162,6 +163,7 @@ class ClientConfig:
     verify_tls: bool = True
     allow_insecure_http: bool = False
     full_qasm_check: bool = False
+    journal: str | None = None
 
     OPTIONS = (
         "timeout",
@@ -183,6 +185,7 @@ class ClientConfig:
         "verify_tls",
         "allow_insecure_http",
         "full_qasm_check",
+        "journal",
     )
 
     @classmethod
@@ -260,6 +263,7 @@ class ClientConfig:
             verify_tls=bool(options.get("verify_tls", True)),
             allow_insecure_http=allow_http,
             full_qasm_check=bool(options.get("full_qasm_check", False)),
+            journal=_journal_path(options.get("journal")),
         )
 
 
@@ -268,6 +272,17 @@ def check_shots(shots: object) -> int:
     if isinstance(shots, bool) or not isinstance(shots, int) or shots <= 0:
         raise ConfigurationError(f"shots must be a positive int, got {shots!r}")
     return shots
+
+
+def _journal_path(value: object) -> str | None:
+    if value is None or value is True:
+        path = default_journal_path()
+        return None if path is None else str(path)
+    if value is False:
+        return None
+    if isinstance(value, str | os.PathLike):
+        return os.fspath(value)
+    raise ConfigurationError("journal must be a path, True (default location) or False")
 
 
 def _pick(options: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator
 
 import pytest
+
+# Tests (and the subprocesses they start) never write to the user's own journal.
+os.environ["ASYNCJOB_JOURNAL"] = os.path.join(tempfile.mkdtemp(prefix="asyncjob-"), "j.sqlite3")
 
 from asyncjob import AsyncJobClient, PollingPolicy, RetryPolicy
 

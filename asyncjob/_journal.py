@@ -1,0 +1,315 @@
+"""The job journal: a small SQLite record of every submission, so nothing is lost.
+
+A submission is written down *before* `job/init/` is sent (with the init
+`Idempotency-Key` and every chunk body and chunk key), then updated as the job
+id arrives, chunks are acknowledged, statuses are seen and results fetched. A
+process that dies half-way can therefore finish (or cancel) the submission
+later, re-sending exactly the same requests, which the server de-duplicates.
+
+Every operation opens its own short-lived connection and transaction, so the
+journal is safe to share between threads and processes (SQLite WAL mode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = ["Journal", "JournalEntry", "default_journal_path"]
+
+MAX_RESULTS_BYTES = 8 * 1024 * 1024
+"""Results larger than this (as JSON) are not kept in the journal."""
+MAX_RESULT_ITEMS = 100_000
+"""Results with more histogram entries than this are not even serialised."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    key TEXT PRIMARY KEY,
+    base_url TEXT NOT NULL,
+    job_id TEXT,
+    labels TEXT NOT NULL,
+    options TEXT NOT NULL,
+    n_chunks INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    status TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    results TEXT
+);
+CREATE INDEX IF NOT EXISTS submissions_by_job ON submissions (job_id);
+CREATE TABLE IF NOT EXISTS chunks (
+    key TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    chunk_key TEXT NOT NULL,
+    body TEXT,
+    sent INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (key, idx)
+);
+CREATE TABLE IF NOT EXISTS history (
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+
+INITIALISING = "initialising"
+"""`job/init/` may or may not have reached the server."""
+UPLOADING = "uploading"
+"""The job exists; some chunks may not have been acknowledged."""
+SUBMITTED = "submitted"
+"""Every chunk, the final one included, was acknowledged."""
+ABANDONED = "abandoned"
+"""The submission failed or was cancelled and the job was cancelled."""
+
+
+def default_journal_path() -> Path | None:
+    """`$ASYNCJOB_JOURNAL`, or `journal.sqlite3` in the user's data directory.
+
+    `ASYNCJOB_JOURNAL=off` (or an empty value) disables the journal.
+    """
+    configured = os.environ.get("ASYNCJOB_JOURNAL")
+    if configured is not None:
+        return (
+            None if configured.strip().lower() in ("", "off", "0", "false") else Path(configured)
+        )
+    if sys.platform == "win32":
+        root = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        root = Path.home() / "Library" / "Application Support"
+    else:
+        root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return root / "asyncjob" / "journal.sqlite3"
+
+
+@attrs.frozen
+class JournalEntry:
+    """One recorded submission."""
+
+    key: str
+    base_url: str
+    job_id: str | None
+    labels: tuple[str, ...]
+    options: dict[str, Any]
+    n_chunks: int
+    chunks_sent: int
+    state: str
+    status: str | None
+    created: float
+    updated: float
+    has_results: bool
+
+    @property
+    def interrupted(self) -> bool:
+        """True when the submission never finished: it must be completed or cancelled."""
+        return self.state in (INITIALISING, UPLOADING)
+
+
+@attrs.frozen
+class PendingChunk:
+    """A chunk recorded in the journal and not yet acknowledged by the server."""
+
+    index: int
+    chunk_key: str
+    body: dict[str, Any]
+
+
+class Journal:
+    """Records submissions in a SQLite file; see the module docstring."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(self.path, timeout=30)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r})"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def begin(
+        self,
+        key: str,
+        base_url: str,
+        labels: Sequence[str],
+        options: dict[str, Any],
+        chunks: Sequence[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """Record a submission before `job/init/` is sent: labels, options and every chunk."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO submissions (key, base_url, labels, options, n_chunks, state,"
+                " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    base_url,
+                    json.dumps(list(labels)),
+                    json.dumps(options),
+                    len(chunks),
+                    INITIALISING,
+                    now,
+                    now,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO chunks (key, idx, chunk_key, body) VALUES (?, ?, ?, ?)",
+                [(key, i, ck, json.dumps(body)) for i, (ck, body) in enumerate(chunks)],
+            )
+
+    def created(self, key: str, job_id: str) -> None:
+        """The server answered `job/init/` with `job_id`."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE submissions SET job_id = ?, state = ?, updated = ? WHERE key = ?",
+                (job_id, UPLOADING, time.time(), key),
+            )
+
+    def chunk_sent(self, key: str, index: int) -> None:
+        """The server acknowledged chunk `index`."""
+        with self._transaction() as db:
+            db.execute("UPDATE chunks SET sent = 1 WHERE key = ? AND idx = ?", (key, index))
+
+    def submitted(self, key: str) -> None:
+        """Every chunk landed: forget the bodies, keep the record."""
+        self._finish(key, SUBMITTED)
+
+    def abandoned(self, key: str) -> None:
+        """The submission failed and its job (if any) was cancelled."""
+        self._finish(key, ABANDONED)
+
+    def _finish(self, key: str, state: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE submissions SET state = ?, updated = ? WHERE key = ?",
+                (state, time.time(), key),
+            )
+            db.execute("UPDATE chunks SET body = NULL WHERE key = ?", (key,))
+
+    def status(self, base_url: str, job_id: str, status: str) -> None:
+        """Record a status seen by polling; the history keeps each change once."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT key, status FROM submissions WHERE base_url = ? AND job_id = ?",
+                (base_url, job_id),
+            ).fetchone()
+            if row is None or row[1] == status:
+                return
+            db.execute(
+                "UPDATE submissions SET status = ?, updated = ? WHERE key = ?",
+                (status, now, row[0]),
+            )
+            db.execute("INSERT INTO history VALUES (?, ?, ?)", (row[0], status, now))
+
+    def results(self, base_url: str, job_id: str, results: list[dict[str, Any]]) -> None:
+        """Keep fetched results, unless they are larger than `MAX_RESULTS_BYTES`."""
+        items = sum(
+            len(r["results"]) if isinstance(r.get("results"), dict) else 1 for r in results
+        )
+        if items > MAX_RESULT_ITEMS:
+            return
+        text = json.dumps(results)
+        if len(text) > MAX_RESULTS_BYTES:
+            return
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE submissions SET results = ?, updated = ?"
+                " WHERE base_url = ? AND job_id = ?",
+                (text, time.time(), base_url, job_id),
+            )
+
+    def find(self, base_url: str, job_id_or_key: str) -> JournalEntry | None:
+        """The entry for a job id (or a submission key) on this server, if recorded."""
+        with self._transaction() as db:
+            row = db.execute(
+                _SELECT + " WHERE s.base_url = ? AND (s.job_id = ? OR s.key = ?)"
+                " GROUP BY s.key ORDER BY s.created DESC LIMIT 1",
+                (base_url, job_id_or_key, job_id_or_key),
+            ).fetchone()
+        return None if row is None else _entry(row)
+
+    def entries(self, limit: int = 20, base_url: str | None = None) -> list[JournalEntry]:
+        """The most recent submissions, newest first."""
+        where, args = ("WHERE s.base_url = ?", (base_url,)) if base_url else ("", ())
+        with self._transaction() as db:
+            rows = db.execute(
+                _SELECT + f" {where} GROUP BY s.key ORDER BY s.created DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def pending_chunks(self, key: str) -> list[PendingChunk]:
+        """Chunks of an interrupted submission that the server has not acknowledged."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT idx, chunk_key, body FROM chunks WHERE key = ? AND sent = 0"
+                " AND body IS NOT NULL ORDER BY idx",
+                (key,),
+            ).fetchall()
+        return [PendingChunk(idx, ck, json.loads(body)) for idx, ck, body in rows]
+
+    def stored_results(self, base_url: str, job_id: str) -> list[dict[str, Any]] | None:
+        """Results kept by `results()`, if any."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT results FROM submissions WHERE base_url = ? AND job_id = ?",
+                (base_url, job_id),
+            ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        stored: list[dict[str, Any]] = json.loads(row[0])
+        return stored
+
+    def history(self, key: str) -> list[tuple[str, float]]:
+        """Every status change recorded for a submission, oldest first."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT status, at FROM history WHERE key = ? ORDER BY at", (key,)
+            ).fetchall()
+        return [(status, at) for status, at in rows]
+
+
+_SELECT = (
+    "SELECT s.key, s.base_url, s.job_id, s.labels, s.options, s.n_chunks,"
+    " COALESCE(SUM(c.sent), 0), s.state, s.status, s.created, s.updated,"
+    " s.results IS NOT NULL"
+    " FROM submissions s LEFT JOIN chunks c ON c.key = s.key"
+)
+
+
+def _entry(row: Sequence[Any]) -> JournalEntry:
+    return JournalEntry(
+        key=row[0],
+        base_url=row[1],
+        job_id=row[2],
+        labels=tuple(json.loads(row[3])),
+        options=json.loads(row[4]),
+        n_chunks=row[5],
+        chunks_sent=row[6],
+        state=row[7],
+        status=row[8],
+        created=row[9],
+        updated=row[10],
+        has_results=bool(row[11]),
+    )
