@@ -664,3 +664,37 @@ async def test_as_completed_yields_each_job_once(client: AsyncJobClient) -> None
     ]
     assert got["j2"].status is JobStatus.FAILED and got["j2"].result is None
     assert isinstance(got["j3"].error, NotFoundError)
+
+
+async def test_init_interrupted_by_cancellation_is_found_and_cancelled(
+    client: AsyncJobClient,
+) -> None:
+    started = anyio.Event()
+    keys: list[str] = []
+
+    async def init(url: URL, **kwargs: Any) -> CallbackResult:
+        keys.append(kwargs["headers"]["Idempotency-Key"])
+        if len(keys) == 1:
+            started.set()
+            await anyio.sleep(30)
+        return CallbackResult(payload={"job_id": "j1"})
+
+    with aioresponses() as m:
+        m.post(INIT, callback=init, repeat=True)
+        m.post(cancel_url(), payload={"status": "cancelled"})
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.submit_circuits, {"a": BELL})
+            await started.wait()
+            tg.cancel_scope.cancel()
+        assert len(keys) == 2
+        assert keys[0] == keys[1]
+        assert len(calls(m, "POST", cancel_url())) == 1
+        assert calls(m, "POST", add_url()) == []
+
+
+async def test_unusable_job_id_from_server_is_protocol_error(client: AsyncJobClient) -> None:
+    with aioresponses() as m:
+        m.post(INIT, payload={"job_id": ".."})
+        with pytest.raises(ProtocolError, match="unusable job id"):
+            await client.submit_circuits({"a": BELL})
+        assert all_calls(m) == 1
