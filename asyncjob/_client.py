@@ -8,9 +8,9 @@ import sqlite3
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import attrs
@@ -39,6 +39,7 @@ from ._transport import Transport, job_path
 __all__ = ["AsyncJobClient", "JobOutcome"]
 
 logger = logging.getLogger("asyncjob")
+T = TypeVar("T")
 
 _THREAD_THRESHOLD = 16
 """Batches larger than this are validated and encoded off the event loop."""
@@ -236,16 +237,8 @@ class AsyncJobClient:
             if ordered:
                 for chunk in early:
                     await send(chunk)
-            elif early:
-                limiter = anyio.CapacityLimiter(self._config.limits.upload_concurrency)
-
-                async def send_limited(chunk: PendingChunk) -> None:
-                    async with limiter:
-                        await send(chunk)
-
-                async with anyio.create_task_group() as tg:
-                    for chunk in early:
-                        tg.start_soon(send_limited, chunk)
+            else:
+                await _run_bounded(send, early, self._config.limits.upload_concurrency)
             await send(final)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -450,18 +443,14 @@ class AsyncJobClient:
     async def _fetch_pages(self, path: str, size: int, start: int, count: int) -> list[Any]:
         offsets = range(start, count, size)
         pages: dict[int, list[Any]] = {}
-        limiter = anyio.CapacityLimiter(self._config.limits.results_concurrency)
 
         async def fetch(offset: int) -> None:
-            async with limiter:
-                response = await self._transport.request(
-                    "GET", path, params={"limit": size, "offset": offset}
-                )
+            response = await self._transport.request(
+                "GET", path, params={"limit": size, "offset": offset}
+            )
             pages[offset] = list(_page(response)["results"])
 
-        async with anyio.create_task_group() as tg:
-            for offset in offsets:
-                tg.start_soon(fetch, offset)
+        await _run_bounded(fetch, offsets, self._config.limits.results_concurrency)
         return [entry for offset in offsets for entry in pages[offset]]
 
     def _order(self, job_id: str, entries: list[Any]) -> list[dict[str, Any]]:
@@ -573,6 +562,33 @@ class AsyncJobClient:
                     tg.start_soon(follow, handle, send.clone())
             yield receive
             tg.cancel_scope.cancel()
+
+
+async def _run_bounded(
+    func: Callable[[T], Awaitable[None]], items: Iterable[T], limit: int
+) -> None:
+    """`func(item)` for every item, at most `limit` at once.
+
+    The first failure cancels the rest and is raised as itself, not wrapped in
+    an exception group, so callers see the same exception types as sequentially.
+    """
+    limiter = anyio.CapacityLimiter(limit)
+
+    async def run(item: T) -> None:
+        async with limiter:
+            await func(item)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for item in items:
+                tg.start_soon(run, item)
+    except BaseExceptionGroup as group:
+        raise _first_leaf(group) from None
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _outcome_known(exc: BaseException) -> bool:

@@ -1,0 +1,227 @@
+"""The job journal: records, concurrent writers, and re-attaching to interrupted submissions."""
+
+from __future__ import annotations
+
+import json
+import os
+import multiprocessing
+import threading
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from aioresponses import CallbackResult, aioresponses
+from yarl import URL
+
+from asyncjob import AsyncJobClient, ExecutionResult, Limits
+from asyncjob._journal import ABANDONED, SUBMITTED, UPLOADING, Journal, default_journal_path
+
+from .conftest import BASE, BELL, TOKEN, fast_retry
+
+INIT = BASE + "job/init/"
+ADD = BASE + "job/j1/add_circuits/"
+CANCEL = BASE + "job/j1/cancel/"
+
+
+def chunks_of(n: int) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"ck{i}", {"circuits": {f"c{i}": "x"}, "finalized": "false"}) for i in range(n)]
+
+
+def test_default_path_honours_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASYNCJOB_JOURNAL", "off")
+    assert default_journal_path() is None
+    monkeypatch.setenv("ASYNCJOB_JOURNAL", "/tmp/x.sqlite3")
+    assert default_journal_path() == Path("/tmp/x.sqlite3")
+    monkeypatch.delenv("ASYNCJOB_JOURNAL")
+    monkeypatch.setenv("XDG_DATA_HOME", "/data")
+    assert default_journal_path() == Path("/data/asyncjob/journal.sqlite3")
+
+
+def test_lifecycle_is_recorded(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.begin("k1", BASE, ["a", "b"], {"init": {"tag": "t"}}, chunks_of(2))
+    entry = journal.find(BASE, "k1")
+    assert entry is not None
+    assert entry.interrupted
+    assert entry.job_id is None
+    journal.created("k1", "j1")
+    journal.chunk_sent("k1", 0)
+    entry = journal.find(BASE, "j1")
+    assert entry is not None
+    assert (entry.state, entry.chunks_sent, entry.labels) == (UPLOADING, 1, ("a", "b"))
+    assert [c.index for c in journal.pending_chunks("k1")] == [1]
+    journal.submitted("k1")
+    for status in ("PENDING", "PENDING", "RUNNING", "COMPLETED"):
+        journal.status(BASE, "j1", status)
+    journal.results(BASE, "j1", [{"label": "a", "results": {"0": 1}}])
+    entry = journal.find(BASE, "j1")
+    assert entry is not None
+    assert (entry.state, entry.status, entry.has_results) == (SUBMITTED, "COMPLETED", True)
+    assert not entry.interrupted
+    assert [s for s, _ in journal.history("k1")] == ["PENDING", "RUNNING", "COMPLETED"]
+    assert journal.pending_chunks("k1") == []
+    assert journal.stored_results(BASE, "j1") == [{"label": "a", "results": {"0": 1}}]
+    assert journal.find("https://other.test/", "j1") is None
+
+
+def test_token_is_never_stored(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+
+    async def main() -> None:
+        async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+            with aioresponses() as m:
+                m.post(INIT, payload={"job_id": "j1"})
+                m.post(ADD, payload={})
+                await client.submit_circuits({"a": BELL})
+
+    anyio.run(main)
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"j1" in data
+    assert TOKEN.encode() not in data
+
+
+def _write_many(path: str, prefix: str, n: int) -> None:
+    journal = Journal(path)
+    for i in range(n):
+        key = f"{prefix}-{i}"
+        journal.begin(key, BASE, ["a"], {}, chunks_of(1))
+        journal.created(key, key)
+        journal.status(BASE, key, "RUNNING")
+        journal.submitted(key)
+
+
+def test_concurrent_threads_and_processes(tmp_path: Path) -> None:
+    path = str(tmp_path / "j.sqlite3")
+    Journal(path)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_many, args=(path, f"p{i}", 25)) for i in range(3)]
+    threads = [threading.Thread(target=_write_many, args=(path, f"t{i}", 25)) for i in range(4)]
+    for worker in [*procs, *threads]:
+        worker.start()
+    for thread in threads:
+        thread.join()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    entries = Journal(path).entries(limit=1000)
+    assert len(entries) == 175
+    assert all(e.state == SUBMITTED and e.status == "RUNNING" for e in entries)
+
+
+async def test_client_records_and_resume_restores_labels(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+        with aioresponses() as m:
+            m.post(INIT, payload={"job_id": "j1"})
+            m.post(ADD, payload={})
+            await client.submit_circuits({"z": BELL, "a": BELL}, tag="mine")
+    entry = Journal(path).find(BASE, "j1")
+    assert entry is not None
+    assert entry.labels == ("z", "a")
+    assert entry.options["init"]["tag"] == "mine"
+    assert entry.state == SUBMITTED
+
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as fresh:
+        handle = await fresh.resume("j1")
+        assert handle == ExecutionResult(job_id="j1")
+        with aioresponses() as m:
+            m.get(
+                BASE + "job/j1/resultsV2/?limit=100&offset=0",
+                payload={
+                    "next": None,
+                    "results": [
+                        {"label": "a", "results": {"v": 1}},
+                        {"label": "z", "results": {"v": 2}},
+                    ],
+                },
+            )
+            result = await fresh.get_job_results(handle)
+    assert [r["label"] for r in result.results or []] == ["z", "a"]
+
+
+async def test_resume_unknown_job_is_lookup_error(tmp_path: Path) -> None:
+    async with AsyncJobClient(BASE, TOKEN, journal=tmp_path / "j.sqlite3") as client:
+        with pytest.raises(LookupError, match="not in the journal"):
+            await client.resume("nope")
+    async with AsyncJobClient(BASE, TOKEN, journal=False) as client:
+        assert client.journal is None
+        with pytest.raises(LookupError, match="enabled journal"):
+            await client.resume("nope")
+
+
+async def _interrupted_submission(path: Path) -> list[dict[str, Any]]:
+    """Submit 3 chunks where the connection dies after the first one landed."""
+    circuits = {f"c{i}": BELL + "// " + os.urandom(300).hex() + "\n" for i in range(9)}
+    sent: list[dict[str, Any]] = []
+
+    def on_chunk(url: URL, **kwargs: Any) -> CallbackResult:
+        sent.append(
+            {"body": json.loads(kwargs["data"]), "key": kwargs["headers"]["Idempotency-Key"]}
+        )
+        if len(sent) == 1:
+            return CallbackResult(payload={})
+        raise aiohttp.ServerDisconnectedError()
+
+    async with AsyncJobClient(
+        BASE,
+        TOKEN,
+        journal=path,
+        retry=fast_retry(),
+        limits=Limits(max_payload_bytes=2000, upload_concurrency=1),
+    ) as client:
+        with aioresponses() as m:
+            m.post(INIT, payload={"job_id": "j1"})
+            m.post(ADD, callback=on_chunk, repeat=True)
+            # the cancel cannot get through either: the job stays un-finalized
+            with pytest.raises(Exception, match="connection"):
+                await client.submit_circuits(circuits)
+    return sent
+
+
+async def test_resume_finishes_an_interrupted_submission(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    sent = await _interrupted_submission(path)
+    entry = Journal(path).find(BASE, "j1")
+    assert entry is not None
+    assert entry.interrupted
+    assert entry.chunks_sent == 1
+    assert entry.n_chunks >= 3
+
+    resent: list[dict[str, Any]] = []
+
+    def on_chunk(url: URL, **kwargs: Any) -> CallbackResult:
+        resent.append(
+            {"body": json.loads(kwargs["data"]), "key": kwargs["headers"]["Idempotency-Key"]}
+        )
+        return CallbackResult(payload={})
+
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+        with aioresponses() as m:
+            m.post(ADD, callback=on_chunk, repeat=True)
+            handle = await client.resume("j1")
+    assert handle.job_id == "j1"
+    first_labels = set(sent[0]["body"]["circuits"])
+    labels = [label for r in resent for label in r["body"]["circuits"]]
+    assert not first_labels & set(labels)
+    assert len(labels) + len(first_labels) == 9
+    assert [r["body"]["finalized"] for r in resent][-1] == "true"
+    original_keys = {s["key"] for s in sent}
+    assert resent[0]["key"] in original_keys  # the same chunk is re-sent with the same key
+    entry = Journal(path).find(BASE, "j1")
+    assert entry is not None
+    assert entry.state == SUBMITTED
+
+
+async def test_resume_can_cancel_an_interrupted_submission(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    await _interrupted_submission(path)
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+        with aioresponses() as m:
+            m.post(CANCEL, payload={"status": "cancelled"})
+            await client.resume("j1", finish=False)
+            assert len(m.requests[("POST", URL(CANCEL))]) == 1
+    entry = Journal(path).find(BASE, "j1")
+    assert entry is not None
+    assert entry.state == ABANDONED
