@@ -418,53 +418,52 @@ class AsyncJobClient:
             if status is not JobStatus.COMPLETED:
                 raise JobNotCompleteError(job_id, status.value) from None
             raise
-        page = _page(first)
-        entries = list(page["results"])
+        page, entries = await _decoded_page(first, job_id)
         count = page.get("count")
         if isinstance(count, int) and not isinstance(count, bool) and count > len(entries):
             if page.get("next") is not None:
                 self._transport.same_origin_path(str(page["next"]))
-            entries.extend(await self._fetch_pages(path, size, len(entries), count))
+            entries.extend(await self._fetch_pages(job_id, path, size, len(entries), count))
         else:
             link = page.get("next")
             while link is not None:
-                page = _page(
-                    await self._transport.request(
-                        "GET", self._transport.same_origin_path(str(link))
-                    )
+                response = await self._transport.request(
+                    "GET", self._transport.same_origin_path(str(link))
                 )
-                entries.extend(page["results"])
+                page, more = await _decoded_page(response, job_id)
+                entries.extend(more)
                 link = page.get("next")
-        results = self._order(job_id, entries)
+        results = await self._order(job_id, entries)
         await self._record("results", self._config.base_url, job_id, results)
         handle = execution_result if isinstance(execution_result, ExecutionResult) else None
         return (handle or ExecutionResult(job_id=job_id)).with_results(results)
 
-    async def _fetch_pages(self, path: str, size: int, start: int, count: int) -> list[Any]:
+    async def _fetch_pages(
+        self, job_id: str, path: str, size: int, start: int, count: int
+    ) -> list[dict[str, Any]]:
         offsets = range(start, count, size)
-        pages: dict[int, list[Any]] = {}
+        pages: dict[int, list[dict[str, Any]]] = {}
 
         async def fetch(offset: int) -> None:
             response = await self._transport.request(
                 "GET", path, params={"limit": size, "offset": offset}
             )
-            pages[offset] = list(_page(response)["results"])
+            _, pages[offset] = await _decoded_page(response, job_id)
 
         await _run_bounded(fetch, offsets, self._config.limits.results_concurrency)
         return [entry for offset in offsets for entry in pages[offset]]
 
-    def _order(self, job_id: str, entries: list[Any]) -> list[dict[str, Any]]:
+    async def _order(self, job_id: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Results in submission order; missing, duplicate or unknown labels are refused."""
         by_label: dict[str, dict[str, Any]] = {}
         for entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
-                raise ProtocolError(f"job {job_id}: malformed result entry")
             label = entry["label"]
             if label in by_label:
                 raise ProtocolError(f"job {job_id}: label {label!r} appears twice in results")
-            by_label[label] = {"label": label, "results": decode_result(entry.get("results"))}
-        expected = self._labels.get(job_id)
+            by_label[label] = entry
+        expected = await self._submitted_labels(job_id)
         if expected is None:
-            return list(by_label.values())
+            return entries
         missing = [label for label in expected if label not in by_label]
         unknown = sorted(set(by_label) - set(expected))
         if missing or unknown:
@@ -473,6 +472,16 @@ class AsyncJobClient:
                 f"(missing {missing[:5]}, unknown {unknown[:5]})"
             )
         return [by_label[label] for label in expected]
+
+    async def _submitted_labels(self, job_id: str) -> tuple[str, ...] | None:
+        """The labels in submission order, from memory or else from the journal."""
+        labels = self._labels.get(job_id)
+        journal = await self._journal()
+        if labels is None and journal is not None:
+            entry = await anyio.to_thread.run_sync(journal.find, self._config.base_url, job_id)
+            if entry is not None:
+                labels = entry.labels
+        return labels
 
     def _remember_labels(self, job_id: str, labels: tuple[str, ...]) -> None:
         self._labels[job_id] = labels
@@ -623,8 +632,28 @@ def _job_id_field(response: Response) -> str:
     return job_id
 
 
-def _page(response: Response) -> dict[str, Any]:
+_DECODE_IN_THREAD = 64 * 1024
+"""Pages with more text than this are decoded off the event loop."""
+
+
+async def _decoded_page(
+    response: Response, job_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A results page and its entries, histograms decoded."""
     data = response.json()
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         raise ProtocolError(f"{response.method} {response.path}: results page has no list")
-    return data
+
+    def decode() -> list[dict[str, Any]]:
+        entries = []
+        for entry in data["results"]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
+                raise ProtocolError(f"job {job_id}: malformed result entry")
+            entries.append(
+                {"label": entry["label"], "results": decode_result(entry.get("results"))}
+            )
+        return entries
+
+    if len(response.text) > _DECODE_IN_THREAD:
+        return data, await anyio.to_thread.run_sync(decode, abandon_on_cancel=True)
+    return data, decode()

@@ -51,3 +51,12 @@ async def client() -> AsyncIterator[AsyncJobClient]:
         timeout=2.0,
     ) as c:
         yield c
+
+
+@pytest.fixture(autouse=True)
+def _own_journal(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test gets a journal of its own, so job ids recorded by one never meet another."""
+    path = tmp_path_factory.mktemp("journal") / "journal.sqlite3"
+    monkeypatch.setenv("ASYNCJOB_JOURNAL", str(path))
