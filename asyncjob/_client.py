@@ -59,9 +59,11 @@ class JobOutcome:
 
 def job_id_of(execution_result: ExecutionResult | str) -> str:
     """The job id of a handle; a handle without one is a `ValueError`."""
-    job_id = execution_result if isinstance(execution_result, str) else None
-    if isinstance(execution_result, ExecutionResult):
-        job_id = execution_result.job_id
+    job_id = (
+        execution_result
+        if isinstance(execution_result, str)
+        else getattr(execution_result, "job_id", None)
+    )
     if not job_id:
         raise ValueError("this ExecutionResult carries no job_id: it is not a remote job handle")
     job_path(job_id)
@@ -179,8 +181,7 @@ class AsyncJobClient:
             )
         job_id = await self._init(key, submission.init_body)
         self._remember_labels(job_id, submission.labels)
-        await self._record("created", key, job_id)
-        await self._upload(key, job_id, chunks, ordered=submission.ordered_upload)
+        await self._upload(key, job_id, chunks, ordered=submission.ordered_upload, created=True)
         logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
         return ExecutionResult(job_id=job_id)
 
@@ -214,16 +215,26 @@ class AsyncJobClient:
                         response = await self._transport.request(
                             "POST", "job/init/", body=init_body, idempotency_key=key
                         )
-                        await self._abandon(key, _job_id_field(response))
+                        await self._abandon(_job_id_field(response), key)
                     except AsyncJobError:
                         pass
             raise
         return _job_id_field(response)
 
     async def _upload(
-        self, key: str, job_id: str, chunks: list[PendingChunk], *, ordered: bool
+        self,
+        key: str,
+        job_id: str,
+        chunks: list[PendingChunk],
+        *,
+        ordered: bool,
+        created: bool = False,
     ) -> None:
-        """Send the chunks (the final one last); on any failure cancel the job."""
+        """Send the chunks (the final one last); on any failure or cancellation cancel the job.
+
+        Every await between the job's creation and its finalization is inside
+        the same guard, so no cancellation point can leave it un-finalized.
+        """
         path = job_path(job_id, "add_circuits/")
 
         async def send(chunk: PendingChunk) -> None:
@@ -233,20 +244,24 @@ class AsyncJobClient:
             await self._record("chunk_sent", key, chunk.index)
 
         try:
-            *early, final = chunks
+            if created:
+                await self._record("created", key, job_id)
+            early, last = chunks[:-1], chunks[-1:]
             if ordered:
                 for chunk in early:
                     await send(chunk)
             else:
                 await _run_bounded(send, early, self._config.limits.upload_concurrency)
-            await send(final)
+            for chunk in last:
+                await send(chunk)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._abandon(key, job_id)
+                await self._abandon(job_id, key)
             raise
-        await self._record("submitted", key)
+        with anyio.CancelScope(shield=True):
+            await self._record("submitted", key)
 
-    async def _abandon(self, key: str, job_id: str) -> None:
+    async def _abandon(self, job_id: str, key: str | None = None) -> None:
         """Cancel a job whose submission failed, so it is not left un-finalized."""
         with anyio.move_on_after(_CLEANUP_TIMEOUT):
             try:
@@ -255,7 +270,8 @@ class AsyncJobClient:
                 logger.warning("could not cancel abandoned job %s: %s", job_id, exc)
                 return
             logger.info("submission of job %s failed; the job was cancelled", job_id)
-            await self._record("abandoned", key)
+            if key is not None:
+                await self._record("abandoned", key)
             return
         logger.warning("cancelling abandoned job %s timed out", job_id)
 
@@ -307,18 +323,19 @@ class AsyncJobClient:
         job_id = entry.job_id
         if entry.interrupted:
             init_body = entry.options["init"]
+            created = job_id is None
             if job_id is None:
                 job_id = await self._init(entry.key, init_body)
-                await self._record("created", entry.key, job_id)
             self._remember_labels(job_id, entry.labels)
             if finish:
                 pending = await anyio.to_thread.run_sync(journal.pending_chunks, entry.key)
-                if pending:
-                    await self._upload(
-                        entry.key, job_id, pending, ordered=bool(entry.options.get("ordered"))
-                    )
-                else:
-                    await self._record("submitted", entry.key)
+                await self._upload(
+                    entry.key,
+                    job_id,
+                    pending,
+                    ordered=bool(entry.options.get("ordered")),
+                    created=created,
+                )
             else:
                 await self._cancel(job_id)
                 await self._record("abandoned", entry.key)
