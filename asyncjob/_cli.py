@@ -1,0 +1,245 @@
+"""The ``asyncjob`` command line: one subcommand per function.
+
+``asyncjob serve`` runs the local scheduler until Ctrl+C or SIGTERM. Its first
+line of output is the base URL; when no ``--token`` is given (loopback only) a
+random one is generated and printed on the second line as ``token: ...`` -
+acceptable for a development server on your own machine, never for a shared one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["build_parser", "main"]
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction within [0, 1], got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text}")
+    return value
+
+
+def _duration(text: str) -> float | tuple[float, float]:
+    """``S`` or ``MIN,MAX`` seconds."""
+    if "," in text:
+        low, _, high = text.partition(",")
+        pair = (_seconds(low), _seconds(high))
+        if pair[0] > pair[1]:
+            raise argparse.ArgumentTypeError(f"MIN must not exceed MAX in {text}")
+        return pair
+    return _seconds(text)
+
+
+def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the local scheduler",
+        description=(
+            "Serve the scheduler wire protocol on HOST:PORT under /api/. Prints the base URL "
+            "first (and a generated token second when --token is omitted), then serves until "
+            "Ctrl+C or SIGTERM."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free)")
+    parser.add_argument("--token", help="bearer token clients must send (default: generated)")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow binding a non-loopback address (requires --token)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("sampler", "aer"),
+        default="sampler",
+        help="sampler: synthetic deterministic counts; aer: qiskit-aer simulation",
+    )
+    parser.add_argument(
+        "--job-duration",
+        type=_duration,
+        default=0.0,
+        metavar="S|MIN,MAX",
+        help="seconds each job takes, or a range drawn per job (default 0)",
+    )
+    parser.add_argument("--max-concurrent-jobs", type=int, default=4, metavar="N")
+    parser.add_argument(
+        "--seed", type=int, help="seed of the job and fault RNGs (replayable runs)"
+    )
+    faults = parser.add_argument_group("fault injection (all off by default)")
+    faults.add_argument("--latency", type=_seconds, default=0.0, metavar="S")
+    faults.add_argument(
+        "--error-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="fraction answered 502/503 with an HTML page",
+    )
+    faults.add_argument("--error-when", choices=("before", "after", "random"), default="before")
+    faults.add_argument(
+        "--rate-limit-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="fraction answered 429 with Retry-After",
+    )
+    faults.add_argument("--retry-after", type=_seconds, default=1.0, metavar="S")
+    faults.add_argument(
+        "--reset-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="fraction whose connection is reset without an answer",
+    )
+    faults.add_argument("--reset-when", choices=("before", "after", "random"), default="after")
+    faults.add_argument(
+        "--hang-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="fraction that stall for --hang-time before answering",
+    )
+    faults.add_argument("--hang-time", type=_seconds, default=3600.0, metavar="S")
+    faults.add_argument(
+        "--truncate-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="fraction whose body is cut in half",
+    )
+    faults.add_argument(
+        "--slow-body",
+        type=_seconds,
+        default=0.0,
+        metavar="S",
+        help="pause between body pieces of every response",
+    )
+    faults.add_argument(
+        "--fail-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="fraction of jobs that end FAILED",
+    )
+    faults.add_argument(
+        "--fault-endpoints",
+        metavar="NAME,...",
+        help="restrict faults to these endpoints (e.g. status,results)",
+    )
+    faults.add_argument(
+        "--max-faults", type=int, metavar="N", help="stop injecting request faults after N"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    parser.set_defaults(run=_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="asyncjob", description="Run batches of quantum circuits as remote jobs."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    _add_serve(subparsers)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ._config import is_loopback
+    from .local import FaultConfig, LocalScheduler
+
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            print(
+                f"asyncjob serve: refusing to bind non-loopback host {args.host!r} "
+                "without --allow-remote",
+                file=sys.stderr,
+            )
+            return 2
+        if not args.token:
+            print("asyncjob serve: --allow-remote requires an explicit --token", file=sys.stderr)
+            return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        faults = FaultConfig(
+            seed=args.seed,
+            only=args.fault_endpoints.split(",") if args.fault_endpoints else None,
+            max_faults=args.max_faults,
+            latency=args.latency,
+            error_rate=args.error_rate,
+            error_when=args.error_when,
+            rate_limit_rate=args.rate_limit_rate,
+            retry_after=args.retry_after,
+            reset_rate=args.reset_rate,
+            reset_when=args.reset_when,
+            hang_rate=args.hang_rate,
+            hang_time=args.hang_time,
+            truncate_rate=args.truncate_rate,
+            slow_body=args.slow_body,
+            fail_rate=args.fail_rate,
+        )
+        scheduler = LocalScheduler(
+            token=args.token,
+            host=args.host,
+            port=args.port,
+            executor=args.executor,
+            faults=faults,
+            job_duration=args.job_duration,
+            max_concurrent_jobs=args.max_concurrent_jobs,
+            seed=args.seed,
+            allow_remote=args.allow_remote,
+        )
+    except (ValueError, ImportError) as exc:
+        print(f"asyncjob serve: {exc}", file=sys.stderr)
+        return 2
+    if args.verbose:
+        logging.getLogger("aiohttp.access").setLevel(logging.INFO)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows
+                loop.add_signal_handler(signum, stop.set)
+        async with scheduler:
+            print(scheduler.base_url, flush=True)
+            if not args.token:
+                print(f"token: {scheduler.token}", flush=True)
+            await stop.wait()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:  # pragma: no cover - only where signal handlers are unavailable
+        pass
+    except OSError as exc:
+        print(f"asyncjob serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``asyncjob`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

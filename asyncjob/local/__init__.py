@@ -1,0 +1,45 @@
+"""A local job scheduler that speaks the cloud service's wire protocol.
+
+`LocalScheduler` serves ``http://127.0.0.1:PORT/api/`` in-process (``async
+with``), on a background thread (``run_in_thread()``) or from the command line
+(``asyncjob serve``). It runs circuits with the ``"sampler"`` executor
+(synthetic, deterministic counts; no dependency) or the ``"aer"`` executor (a
+real qiskit-aer simulation; ``pip install 'asyncjob[local]'``), and injects the
+network and job faults of a `FaultConfig` so clients can be tested against
+them.
+"""
+
+from ._app import API_PREFIX, LocalScheduler, ThreadedScheduler
+from ._executors import (
+    AerExecutor,
+    CircuitTask,
+    Counts,
+    ExecutionAborted,
+    Executor,
+    ExecutorUnavailableError,
+    Expectations,
+    SamplerExecutor,
+    make_executor,
+)
+from ._faults import ENDPOINTS, FaultConfig, FaultEvent
+from ._jobs import JobRecord, SchedulerStats
+
+__all__ = [
+    "API_PREFIX",
+    "ENDPOINTS",
+    "AerExecutor",
+    "CircuitTask",
+    "Counts",
+    "ExecutionAborted",
+    "Executor",
+    "ExecutorUnavailableError",
+    "Expectations",
+    "FaultConfig",
+    "FaultEvent",
+    "JobRecord",
+    "LocalScheduler",
+    "SamplerExecutor",
+    "SchedulerStats",
+    "ThreadedScheduler",
+    "make_executor",
+]

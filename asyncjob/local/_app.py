@@ -1,0 +1,979 @@
+"""The local scheduler: an aiohttp server speaking the wire protocol of PROTOCOL.md.
+
+`LocalScheduler` serves under ``/api/`` (so its base URL is
+``http://127.0.0.1:PORT/api/``), answers every endpoint with the cloud
+service's status codes and bodies, executes circuits with an `Executor` and
+injects the faults of its `FaultConfig`. It also accepts what an unmodified
+``qoro-divi`` ``QoroService`` sends: paths with or without the trailing slash,
+its ``job/init/`` fields and its parametric ``circuit_template`` chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import logging
+import random
+import re
+import secrets
+import socket
+import struct
+import threading
+import zlib
+from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import anyio
+from aiohttp import web
+
+from .._config import MAX_PAYLOAD_BYTES, is_loopback
+from .._errors import QasmValidationError
+from .._qasm import check_circuit
+from ._executors import CircuitTask, Executor, make_executor
+from ._faults import FaultConfig, FaultEvent, FaultInjector, FaultPlan
+from ._jobs import TERMINAL, Counters, Job, JobRecord, JobStore, SchedulerStats
+
+__all__ = ["API_PREFIX", "LocalScheduler", "ThreadedScheduler"]
+
+logger = logging.getLogger("asyncjob.local")
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+API_PREFIX = "/api/"
+MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
+"""Cap on one decompressed circuit or observable string (a gzip bomb is a 400)."""
+SIMULATOR_CLUSTERS: list[dict[str, Any]] = [
+    {"name": "qoro_maestro", "access_level": "PUBLIC", "minimum_tier": "FREE"}
+]
+QPU_SYSTEMS: list[dict[str, Any]] = [
+    {"name": "qoro_maestro", "access_level": "PUBLIC", "qpus": []}
+]
+
+_PROXY_PAGE = (
+    "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
+    "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+_SPARSE_TERM = re.compile(r"([XYZ])(\d+)")
+
+
+class _BadRequest(Exception):
+    """A request the protocol does not allow: answered 400 with `detail`."""
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+def _error(code: int, detail: str, extra: dict[str, Any] | None = None) -> web.Response:
+    return web.json_response({"detail": detail, **(extra or {})}, status=code)
+
+
+def _gunzip(data: bytes) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = inflater.decompress(data, MAX_DECOMPRESSED_BYTES)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes")
+    if not inflater.eof:
+        raise ValueError("truncated gzip stream")
+    return out
+
+
+def _unpack(value: object, what: str) -> str:
+    """Decode base64(gzip(utf-8 text)), the wire form of circuits and templates."""
+    if not isinstance(value, str):
+        raise _BadRequest(f"{what}: expected a base64 string, got {type(value).__name__}")
+    try:
+        return _gunzip(base64.b64decode(value, validate=True)).decode("utf-8")
+    except (binascii.Error, ValueError, zlib.error) as exc:
+        raise _BadRequest(f"{what}: not base64(gzip(utf-8 OpenQASM)): {exc}") from None
+
+
+def _sparse_to_dense(term: str, n_qubits: int) -> str:
+    if term == "I":
+        return "I" * n_qubits
+    paulis = ["I"] * n_qubits
+    end = 0
+    for match in _SPARSE_TERM.finditer(term):
+        if match.start() != end:
+            break
+        index = int(match.group(2))
+        if index >= n_qubits or paulis[index] != "I":
+            raise ValueError(f"term {term!r}: qubit {index} out of range or repeated")
+        paulis[index] = match.group(1)
+        end = match.end()
+    if end != len(term) or not term:
+        raise ValueError(f"term {term!r} is not in sparse <Pauli><index> form")
+    return "".join(paulis)
+
+
+def decode_observables(value: object) -> list[list[str]]:
+    """The `observables` field: `|`-joined groups, each `@gzs<n>:` compressed or dense."""
+    if not isinstance(value, str) or not value:
+        raise _BadRequest("observables must be a non-empty string")
+    groups: list[list[str]] = []
+    for number, group in enumerate(value.split("|")):
+        try:
+            if group.startswith("@gzs"):
+                head, colon, data = group.partition(":")
+                if not colon or not head[4:].isdigit():
+                    raise ValueError("expected @gzs<number of qubits>:<base64>")
+                n_qubits = int(head[4:])
+                sparse = _gunzip(base64.b64decode(data, validate=True)).decode("utf-8")
+                terms = [_sparse_to_dense(term, n_qubits) for term in sparse.split(";")]
+            else:
+                terms = group.split(";")
+                if any(not t or t.strip("IXYZ") for t in terms):
+                    raise ValueError("terms must be non-empty strings over I, X, Y, Z")
+            if len({len(t) for t in terms}) != 1:
+                raise ValueError("terms of one group must all have the same length")
+        except (binascii.Error, ValueError, zlib.error) as exc:
+            raise _BadRequest(f"observables group {number}: {exc}") from None
+        groups.append(terms)
+    return groups
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _check_shot_groups(value: object, n_circuits: int) -> list[int]:
+    """Per-circuit shots from `shot_groups`, which must tile [0, n_circuits) exactly."""
+    if not isinstance(value, list) or not value:
+        raise _BadRequest("shot_groups must be a non-empty list of [start, end, shots]")
+    shots: list[int | None] = [None] * n_circuits
+    for group in value:
+        triple = [_int(v) for v in group] if isinstance(group, list) else []
+        if len(triple) != 3 or None in triple:
+            raise _BadRequest(f"shot_groups entry {group!r} is not [start, end, shots] of ints")
+        start, end, count = (v or 0 for v in triple)
+        if count <= 0:
+            raise _BadRequest(f"shot_groups entry {group!r}: shots must be positive")
+        if not 0 <= start < end <= n_circuits:
+            raise _BadRequest(
+                f"shot_groups entry {group!r} is outside the chunk's {n_circuits} circuits"
+            )
+        for i in range(start, end):
+            if shots[i] is not None:
+                raise _BadRequest(f"shot_groups entry {group!r} overlaps another at index {i}")
+            shots[i] = count
+    missing = [i for i, s in enumerate(shots) if s is None]
+    if missing:
+        raise _BadRequest(
+            f"shot_groups do not cover every circuit of the chunk; missing indices {missing[:10]}"
+        )
+    return [s or 0 for s in shots]
+
+
+def _check_ham_map(value: object, n_groups: int) -> list[tuple[int, int]]:
+    if not isinstance(value, list) or len(value) != n_groups:
+        raise _BadRequest(
+            f"circuit_ham_map must be a list of {n_groups} [start, end) ranges, "
+            "one per observables group"
+        )
+    ranges: list[tuple[int, int]] = []
+    for pair in value:
+        ints = [_int(v) for v in pair] if isinstance(pair, list) else []
+        if len(ints) != 2 or None in ints or not 0 <= (ints[0] or 0) <= (ints[1] or 0):
+            raise _BadRequest(f"circuit_ham_map entry {pair!r} is not a [start, end) range")
+        ranges.append((ints[0] or 0, ints[1] or 0))
+    return ranges
+
+
+def _resolve_template(template: str, names: list[str], values: list[object], label: str) -> str:
+    """Substitute parameter values into a parametric QASM template (divi's payload form)."""
+    if len(values) != len(names):
+        raise _BadRequest(
+            f"parameter set {label!r} has {len(values)} values for {len(names)} parameters"
+        )
+    mapping: dict[str, str] = {}
+    for name, value in zip(names, values, strict=True):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _BadRequest(f"parameter set {label!r}: value {value!r} is not a number")
+        text = str(float(value))
+        mapping[name] = f"({text})" if text.startswith("-") else text
+    if not mapping:
+        return template
+    pattern = re.compile(
+        r"(?<![\w.])("
+        + "|".join(re.escape(n) for n in sorted(mapping, key=len, reverse=True))
+        + r")(?![\w\[])"
+    )
+    return pattern.sub(lambda m: mapping[m.group(1)], template)
+
+
+class _App:
+    """The routes and handlers of one `LocalScheduler` (built anew at each start)."""
+
+    def __init__(self, scheduler: LocalScheduler) -> None:
+        self.s = scheduler
+        self.endpoints: dict[Handler, str] = {}
+
+    def build(self) -> web.Application:
+        app = web.Application(middlewares=[self.middleware], client_max_size=16 * 1024 * 1024)
+        routes: list[tuple[str, str, Handler, str]] = [
+            ("GET", "", self.ping, "ping"),
+            ("GET", "qpusystem/", self.qpu_systems, "qpusystem"),
+            ("GET", "simulatorcluster/", self.simulator_clusters, "simulatorcluster"),
+            ("POST", "job/init/", self.init, "init"),
+            ("POST", "job/{job_id}/add_circuits/", self.add_circuits, "add_circuits"),
+            ("GET", "job/{job_id}/status/", self.status, "status"),
+            ("GET", "job/{job_id}/resultsV2/", self.results, "results"),
+            ("POST", "job/{job_id}/cancel/", self.cancel, "cancel"),
+            ("DELETE", "job/{job_id}/", self.delete, "delete"),
+        ]
+        for method, path, handler, name in routes:
+            self.endpoints[handler] = name
+            full = API_PREFIX + path
+            # Both spellings: divi sends DELETE job/{id} without the slash.
+            for variant in (full, full.rstrip("/")):
+                app.router.add_route(method, variant, handler)
+        return app
+
+    # -- the pipeline every request goes through ----------------------------
+
+    def _endpoint(self, request: web.Request) -> str:
+        handler = request.match_info.route.handler
+        return self.endpoints.get(handler, "other")
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        s = self.s
+        endpoint = self._endpoint(request)
+        s._counters.request(endpoint)
+        plan = s._injector.plan(endpoint)
+        if plan.kind is not None:
+            s._counters.fault(plan.kind)
+        s._store.notify()
+        if plan.latency > 0 and not await s._pause(plan.latency):
+            return self._reset(request)
+        if plan.kind is not None and plan.phase == "before":
+            if plan.kind == "rate_limit":
+                return self._rate_limited(plan.retry_after)
+            if plan.kind == "error":
+                return self._proxy_error(plan.status)
+            if plan.kind == "reset":
+                return self._reset(request)
+            if plan.kind == "hang" and not await s._pause(plan.hang_time):
+                return self._reset(request)
+        response = await self._handle(request, handler)
+        if plan.kind is not None and plan.phase == "after":
+            if plan.kind == "error":
+                return self._proxy_error(plan.status)
+            if plan.kind == "reset":
+                return self._reset(request)
+            if plan.kind == "hang" and not await s._pause(plan.hang_time):
+                return self._reset(request)
+            if plan.kind == "truncate":
+                return await self._send(request, response, plan, truncate=True)
+        if plan.slow_body > 0:
+            return await self._send(request, response, plan, truncate=False)
+        return response
+
+    async def _handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        expected = self.s.token.encode("utf-8")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            credentials.strip().encode("utf-8"), expected
+        ):
+            response = _error(401, "invalid or missing bearer token")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        try:
+            return await handler(request)
+        except _BadRequest as exc:
+            return _error(400, exc.detail, exc.extra)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _error(exc.status, exc.reason)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
+
+    # -- injected faults -----------------------------------------------------
+
+    @staticmethod
+    def _rate_limited(retry_after: float) -> web.Response:
+        response = _error(429, "rate limited; retry later")
+        # Plain decimal seconds ("2", "0.05"), never an exponent.
+        response.headers["Retry-After"] = f"{retry_after:.6f}".rstrip("0").rstrip(".") or "0"
+        return response
+
+    @staticmethod
+    def _proxy_error(status: int) -> web.Response:
+        reason = "Bad Gateway" if status == 502 else "Service Temporarily Unavailable"
+        return web.Response(
+            status=status,
+            text=_PROXY_PAGE.format(status=status, reason=reason),
+            content_type="text/html",
+        )
+
+    @staticmethod
+    def _reset(request: web.Request) -> web.Response:
+        """Drop the connection without answering (RST where the OS allows)."""
+        transport = request.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        # aiohttp fails to write this to the closed transport and moves on.
+        return web.Response(status=500)
+
+    async def _send(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        plan: FaultPlan,
+        *,
+        truncate: bool,
+    ) -> web.StreamResponse:
+        """Send `response` slowly in pieces, or only its first half (then close)."""
+        body = response.body if isinstance(response, web.Response) else None
+        if not isinstance(body, bytes | bytearray):
+            if truncate:
+                return self._reset(request)
+            return response
+        stream = web.StreamResponse(status=response.status, reason=response.reason)
+        for name, value in response.headers.items():
+            if name.lower() not in ("content-length", "transfer-encoding"):
+                stream.headers.add(name, value)
+        stream.content_length = len(body)
+        await stream.prepare(request)
+        if truncate:
+            await stream.write(bytes(body[: len(body) // 2]))
+            if request.transport is not None:
+                request.transport.close()  # flushes what was written, then FIN
+            return stream
+        piece = plan.slow_body_piece
+        for start in range(0, len(body), piece):
+            await stream.write(bytes(body[start : start + piece]))
+            if start + piece < len(body) and not await self.s._pause(plan.slow_body):
+                return self._reset(request)
+        await stream.write_eof()
+        return stream
+
+    # -- helpers ---------------------------------------------------------------
+
+    @staticmethod
+    async def _json_body(request: web.Request, *, limit: int | None = None) -> dict[str, Any]:
+        raw = await request.read()
+        if limit is not None and len(raw) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
+        try:
+            body = json.loads(raw) if raw else {}
+        except (ValueError, UnicodeDecodeError):
+            raise _BadRequest("request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise _BadRequest("request body must be a JSON object")
+        return body
+
+    def _job(self, request: web.Request) -> Job:
+        job = self.s._store.get(request.match_info["job_id"])
+        if job is None:
+            raise web.HTTPNotFound(reason="job not found")
+        return job
+
+    # -- endpoints -----------------------------------------------------------
+
+    async def ping(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "ok", "service": "asyncjob local scheduler"})
+
+    async def qpu_systems(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(QPU_SYSTEMS)
+
+    async def simulator_clusters(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(SIMULATOR_CLUSTERS)
+
+    async def init(self, request: web.Request) -> web.StreamResponse:
+        body = await self._json_body(request)
+        job_type = body.get("job_type", "EXECUTE")
+        if job_type not in ("EXECUTE", "EXPECTATION"):
+            raise _BadRequest(
+                f"job_type must be EXECUTE or EXPECTATION, got {job_type!r}"
+                " (VALIDATE is not supported by the local scheduler)"
+            )
+        simulator = body.get("simulator_cluster")
+        qpu = body.get("qpu_system_name")
+        if simulator and qpu:
+            raise _BadRequest("give either simulator_cluster or qpu_system_name, not both")
+        if qpu:
+            if qpu not in {system["name"] for system in QPU_SYSTEMS}:
+                raise _BadRequest(f"unknown qpu_system_name {qpu!r}")
+            target = {"qpu_system_name": str(qpu)}
+        else:
+            simulator = simulator or SIMULATOR_CLUSTERS[0]["name"]
+            if simulator not in {cluster["name"] for cluster in SIMULATOR_CLUSTERS}:
+                raise _BadRequest(f"unknown simulator_cluster {simulator!r}")
+            target = {"simulator_cluster": str(simulator)}
+        tag = body.get("tag")
+        if tag is not None and not isinstance(tag, str):
+            raise _BadRequest("tag must be a string")
+        options: dict[str, Any] = {
+            name: body[name]
+            for name in (
+                "use_packing",
+                "execution_configuration",
+                "maestro_config",
+                "device_config",
+            )
+            if name in body
+        }
+        job, created = self.s._store.create(
+            tag=tag or "default",
+            job_type=str(job_type),
+            target=target,
+            options=options,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
+        return web.json_response({"job_id": job.id}, status=201 if created else 200)
+
+    def _chunk_circuits(self, body: dict[str, Any]) -> dict[str, str]:
+        """label -> QASM source of a chunk: a `circuits` map, or divi's parametric form."""
+        if "circuits" in body:
+            circuits = body["circuits"]
+            if not isinstance(circuits, dict) or not circuits:
+                raise _BadRequest("circuits must be a non-empty object label -> circuit")
+            out: dict[str, str] = {}
+            for label, packed in circuits.items():
+                if not label:
+                    raise _BadRequest("circuit labels must be non-empty strings")
+                out[label] = _unpack(packed, f"circuit {label!r}")
+            return out
+        if "circuit_template" in body:
+            template = _unpack(body["circuit_template"], "circuit_template")
+            names = body.get("parameter_names", [])
+            rows = body.get("parameter_sets")
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise _BadRequest("parameter_names must be a list of strings")
+            if not isinstance(rows, list) or not rows:
+                raise _BadRequest("parameter_sets must be a non-empty list")
+            out = {}
+            for row in rows:
+                label = row.get("label") if isinstance(row, dict) else None
+                values = row.get("values") if isinstance(row, dict) else None
+                if not isinstance(label, str) or not label or not isinstance(values, list):
+                    raise _BadRequest(f"parameter_sets entry {row!r} is not {{label, values}}")
+                if label in out:
+                    raise _BadRequest(f"duplicate label {label!r} in the chunk")
+                out[label] = _resolve_template(template, names, values, label)
+            return out
+        raise _BadRequest("the chunk carries no circuits")
+
+    async def add_circuits(self, request: web.Request) -> web.StreamResponse:
+        store = self.s._store
+        job = self._job(request)
+        body = await self._json_body(request, limit=MAX_PAYLOAD_BYTES)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and key in job.chunk_replies:
+            self.s._counters.add("duplicate_chunks_refused")
+            return web.json_response(job.chunk_replies[key])
+        self._check_open(job)
+
+        mode = body.get("mode", "append")
+        if mode != "append":
+            raise _BadRequest(f"mode must be 'append', got {mode!r}")
+        finalized = body.get("finalized", "false")
+        if finalized not in ("true", "false", True, False):
+            raise _BadRequest(f'finalized must be "true" or "false", got {finalized!r}')
+        finalized = finalized in ("true", True)
+
+        circuits = self._chunk_circuits(body)
+        duplicates = sorted(set(circuits) & job.labels)
+        if duplicates:
+            raise _BadRequest(f"duplicate label(s) in job: {duplicates[:5]}")
+
+        given = [
+            name for name in ("shots", "shot_groups", "observables") if body.get(name) is not None
+        ]
+        if len(given) != 1:
+            raise _BadRequest(
+                "exactly one of shots, shot_groups or observables is required, got "
+                + (", ".join(given) or "none")
+            )
+        shots: list[int] | None = None
+        groups: list[list[str]] | None = None
+        ham_map: list[tuple[int, int]] | None = None
+        if given[0] == "shots":
+            count = _int(body["shots"])
+            if count is None or count <= 0:
+                raise _BadRequest(f"shots must be a positive integer, got {body['shots']!r}")
+            shots = [count] * len(circuits)
+        elif given[0] == "shot_groups":
+            shots = _check_shot_groups(body["shot_groups"], len(circuits))
+        else:
+            groups = decode_observables(body["observables"])
+            if body.get("circuit_ham_map") is not None:
+                ham_map = _check_ham_map(body["circuit_ham_map"], len(groups))
+        if (groups is not None) != (job.job_type == "EXPECTATION"):
+            raise _BadRequest(
+                "observables require (and are required by) job_type EXPECTATION; "
+                f"this job is {job.job_type}"
+            )
+
+        def check() -> None:
+            for label, source in circuits.items():
+                check_circuit(label, source)
+
+        try:
+            await anyio.to_thread.run_sync(check)
+        except QasmValidationError as exc:
+            raise _BadRequest(
+                str(exc), label=exc.label, line=exc.line, column=exc.column, reason=exc.reason
+            ) from None
+
+        # The body was checked off the event loop: re-check what may have changed.
+        if store.get(job.id) is not job:
+            raise web.HTTPNotFound(reason="job not found")
+        if key is not None and key in job.chunk_replies:
+            self.s._counters.add("duplicate_chunks_refused")
+            return web.json_response(job.chunk_replies[key])
+        self._check_open(job)
+        duplicates = sorted(set(circuits) & job.labels)
+        if duplicates:
+            raise _BadRequest(f"duplicate label(s) in job: {duplicates[:5]}")
+
+        first = len(job.circuits)
+        tasks: list[CircuitTask] = []
+        for offset, (label, source) in enumerate(circuits.items()):
+            if groups is None:
+                tasks.append(CircuitTask(label, source, shots=shots[offset] if shots else None))
+                continue
+            index = first + offset
+            chosen = [
+                g for g, (a, b) in zip(groups, ham_map or [], strict=False) if a <= index < b
+            ]
+            terms = chosen[0] if chosen else [t for group in groups for t in group]
+            tasks.append(CircuitTask(label, source, terms=tuple(terms)))
+        reply = store.add_circuits(job, tasks, finalized=finalized, key=key)
+        return web.json_response(reply)
+
+    @staticmethod
+    def _check_open(job: Job) -> None:
+        if job.terminal:
+            raise web.HTTPConflict(reason=f"job is {job.status}; no circuits can be added")
+        if job.finalized:
+            raise web.HTTPConflict(reason="job is already finalized; no circuits can be added")
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        job = self._job(request)
+        body: dict[str, Any] = {
+            "job_id": job.id,
+            "status": job.status,
+            "tag": job.tag,
+            "job_type": job.job_type,
+            "finalized": job.finalized,
+            "n_circuits": len(job.circuits),
+        }
+        if job.terminal:
+            body["run_time"] = job.run_time
+        if job.error:
+            body["error"] = job.error
+        return web.json_response(body)
+
+    async def results(self, request: web.Request) -> web.StreamResponse:
+        job = self._job(request)
+        if job.status != "COMPLETED" or job.results is None:
+            return _error(
+                400,
+                f"job {job.id} is {job.status}; results are available once it is COMPLETED",
+                {"status": job.status},
+            )
+        limit = self._query_int(request, "limit", 100, minimum=1)
+        offset = self._query_int(request, "offset", 0, minimum=0)
+        count = len(job.results)
+        base = f"{request.url.origin()}{API_PREFIX}job/{quote(job.id, safe='')}/resultsV2/"
+        following = offset + limit
+        return web.json_response(
+            {
+                "count": count,
+                "next": f"{base}?limit={limit}&offset={following}" if following < count else None,
+                "previous": (
+                    f"{base}?limit={limit}&offset={max(0, offset - limit)}" if offset > 0 else None
+                ),
+                "results": job.results[offset:following],
+            }
+        )
+
+    @staticmethod
+    def _query_int(request: web.Request, name: str, default: int, *, minimum: int) -> int:
+        raw = request.query.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise _BadRequest(f"{name} must be an integer, got {raw!r}") from None
+        if value < minimum:
+            raise _BadRequest(f"{name} must be >= {minimum}, got {value}")
+        return value
+
+    async def cancel(self, request: web.Request) -> web.StreamResponse:
+        job = self._job(request)
+        if job.terminal:
+            return _error(409, f"job {job.id} is already {job.status}", {"status": job.status})
+        cancelled = self.s._store.cancel(job)
+        return web.json_response(
+            {"status": "cancelled", "job_id": job.id, "circuits_cancelled": cancelled}
+        )
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        job = self._job(request)
+        self.s._store.delete(job)
+        return web.Response(status=204)
+
+
+class LocalScheduler:
+    """A job scheduler on 127.0.0.1 that speaks the cloud service's wire protocol.
+
+    Use it ``async with LocalScheduler(token="t") as s:`` (then ``s.base_url``
+    and ``s.token``), or ``with LocalScheduler(...).run_in_thread() as s:`` from
+    blocking code. ``stop()`` then ``start()`` restarts it on the same port with
+    its jobs intact; ``faults`` can be replaced at any time.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        executor: str | Executor = "sampler",
+        faults: FaultConfig | None = None,
+        job_duration: float | tuple[float, float] = 0.0,
+        max_concurrent_jobs: int = 4,
+        seed: int | None = None,
+        allow_remote: bool = False,
+        shutdown_timeout: float = 2.0,
+    ) -> None:
+        if not is_loopback(host):
+            if not allow_remote:
+                raise ValueError(
+                    f"refusing to serve on non-loopback host {host!r} without allow_remote=True"
+                )
+            if not token:
+                raise ValueError("serving on a non-loopback host needs an explicit token")
+        if max_concurrent_jobs < 1:
+            raise ValueError(f"max_concurrent_jobs must be >= 1, got {max_concurrent_jobs!r}")
+        self.token = token or secrets.token_urlsafe(24)
+        self.host = host
+        self.port = port
+        self.shutdown_timeout = shutdown_timeout
+        self._duration = self._check_duration(job_duration)
+        self._rng = random.Random(seed)
+        self._injector = FaultInjector(faults or FaultConfig())
+        self._counters = Counters()
+        self._store = JobStore(
+            make_executor(executor),
+            max_concurrent_jobs=max_concurrent_jobs,
+            job_duration=self._draw_duration,
+            injector=lambda: self._injector,
+            counters=self._counters,
+        )
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        state = "serving" if self._runner is not None else "stopped"
+        return f"<LocalScheduler {self.base_url} executor={self.executor.name} {state}>"
+
+    @staticmethod
+    def _check_duration(value: float | tuple[float, float]) -> tuple[float, float]:
+        low, high = value if isinstance(value, tuple) else (value, value)
+        if not 0.0 <= low <= high:
+            raise ValueError(f"job_duration must be >= 0 (or a (min, max) range), got {value!r}")
+        return (float(low), float(high))
+
+    def _draw_duration(self) -> float:
+        low, high = self._duration
+        return low if low == high else self._rng.uniform(low, high)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start serving (again, on the same port after a `stop()`)."""
+        if self._runner is not None:
+            raise RuntimeError("the scheduler is already running")
+        self._closing = asyncio.Event()
+        runner = web.AppRunner(
+            _App(self).build(), access_log=None, shutdown_timeout=self.shutdown_timeout
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self.port = int(runner.addresses[0][1])
+        self._runner = runner
+        self._store.start()
+        logger.info("local scheduler serving at %s", self.base_url)
+
+    async def stop(self) -> None:
+        """Stop serving; hung requests are dropped and running jobs paused until `start()`."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        if self._closing is not None:
+            self._closing.set()
+        await self._store.stop()
+        await runner.cleanup()
+
+    async def __aenter__(self) -> LocalScheduler:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def run_in_thread(self) -> ThreadedScheduler:
+        """This scheduler, to be run on its own event loop thread (a context manager)."""
+        return ThreadedScheduler(self)
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep `seconds`; False if the server started shutting down meanwhile."""
+        closing = self._closing
+        if closing is None:
+            await asyncio.sleep(seconds)
+            return True
+        if closing.is_set():
+            return False
+        try:
+            await asyncio.wait_for(closing.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    # -- what tests and operators look at --------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while serving."""
+        return self._runner is not None
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT/api/`` (the port is known once started)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{API_PREFIX}"
+
+    @property
+    def executor(self) -> Executor:
+        """What runs the circuits."""
+        return self._store.executor
+
+    @property
+    def faults(self) -> FaultConfig:
+        """The fault configuration in force."""
+        return self._injector.config
+
+    @faults.setter
+    def faults(self, config: FaultConfig) -> None:
+        # A new injector: its RNG restarts from config.seed, so runs replay.
+        self._injector = FaultInjector(config)
+
+    @property
+    def fault_log(self) -> list[FaultEvent]:
+        """Faults injected since `faults` was last set, in order."""
+        return list(self._injector.log)
+
+    @property
+    def stats(self) -> SchedulerStats:
+        """A snapshot of the counters."""
+        return self._counters.snapshot()
+
+    def jobs(self) -> list[JobRecord]:
+        """Snapshots of every job, oldest first."""
+        return self._store.records()
+
+    def job(self, job_id: str) -> JobRecord | None:
+        """A snapshot of one job, or None."""
+        job = self._store.get(job_id)
+        return None if job is None else job.record()
+
+    def job_results(self, job_id: str) -> list[dict[str, Any]] | None:
+        """The stored (encoded) results of a completed job."""
+        job = self._store.get(job_id)
+        return None if job is None or job.results is None else list(job.results)
+
+    async def wait_for_status(self, job_id: str, *statuses: str) -> JobRecord:
+        """Wait until the job is in one of `statuses` (default: any terminal one).
+
+        Bound the wait with ``anyio.fail_after`` / ``asyncio.timeout``.
+        """
+        wanted = set(statuses) or set(TERMINAL)
+
+        def reached() -> bool:
+            job = self._store.get(job_id)
+            if job is None:
+                raise KeyError(f"no job {job_id!r}")
+            return job.status in wanted
+
+        await self._store.wait_for(reached)
+        record = self.job(job_id)
+        assert record is not None
+        return record
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds.
+
+        It is re-checked whenever a job changes state and whenever a request
+        arrives (so predicates on `stats` and `fault_log` work too).
+        """
+        await self._store.wait_for(predicate)
+
+
+class ThreadedScheduler:
+    """A `LocalScheduler` running on its own event loop thread, for blocking code.
+
+    ``with LocalScheduler(...).run_in_thread() as s:`` starts the thread and
+    returns once the server is accepting connections; leaving the block stops it
+    and joins the thread. Attributes read from the calling thread (`stats`,
+    `jobs()`, `fault_log`) are snapshots; `faults` can be set from any thread.
+    """
+
+    def __init__(self, scheduler: LocalScheduler) -> None:
+        self.scheduler = scheduler
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<ThreadedScheduler {self.scheduler!r}>"
+
+    def start(self) -> ThreadedScheduler:
+        """Start the loop thread and the server; returns once serving."""
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            try:
+                await self.scheduler.start()
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await self.scheduler.stop()
+
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(main(),), name="asyncjob-local-scheduler", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and join the thread."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        thread.join()
+        self._loop = None
+
+    def __enter__(self) -> ThreadedScheduler:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def call(
+        self, factory: Callable[[], Coroutine[Any, Any, T]], timeout: float | None = None
+    ) -> T:
+        """Run ``factory()`` on the scheduler's loop and return its result."""
+        if self._loop is None:
+            raise RuntimeError("the scheduler thread is not running")
+        return asyncio.run_coroutine_threadsafe(factory(), self._loop).result(timeout)
+
+    def restart(self) -> None:
+        """Stop and start the server again on the same port (jobs are kept)."""
+        self.call(self.scheduler.stop)
+        self.call(self.scheduler.start)
+
+    def wait_for_status(
+        self, job_id: str, *statuses: str, timeout: float | None = 10.0
+    ) -> JobRecord:
+        """Block until the job is in one of `statuses` (default: any terminal one)."""
+
+        async def wait() -> JobRecord:
+            with anyio.fail_after(timeout):
+                return await self.scheduler.wait_for_status(job_id, *statuses)
+
+        return self.call(wait)
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL."""
+        return self.scheduler.base_url
+
+    @property
+    def token(self) -> str:
+        """The bearer token."""
+        return self.scheduler.token
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self.scheduler.port
+
+    @property
+    def faults(self) -> FaultConfig:
+        """The fault configuration in force."""
+        return self.scheduler.faults
+
+    @faults.setter
+    def faults(self, config: FaultConfig) -> None:
+        self.scheduler.faults = config
+
+    @property
+    def fault_log(self) -> list[FaultEvent]:
+        """Faults injected since `faults` was last set."""
+        return self.scheduler.fault_log
+
+    @property
+    def stats(self) -> SchedulerStats:
+        """A snapshot of the counters."""
+        return self.scheduler.stats
+
+    def jobs(self) -> list[JobRecord]:
+        """Snapshots of every job."""
+        return self.scheduler.jobs()
+
+    def job(self, job_id: str) -> JobRecord | None:
+        """A snapshot of one job, or None."""
+        return self.scheduler.job(job_id)
