@@ -5,6 +5,7 @@ implementing the `AsyncJobBackend` protocol; `asyncjob.local` a scheduler that
 speaks the same wire protocol on your machine.
 """
 
+from ._backend import JobBackend
 from ._client import AsyncJobClient, JobOutcome
 from ._config import ClientConfig, Limits, PollingPolicy, RetryPolicy, Timeout
 from ._errors import (
@@ -45,6 +46,7 @@ __all__ = [
     "ExecutionCancelledError",
     "ExecutionResult",
     "HTTPStatusError",
+    "JobBackend",
     "JobFailedError",
     "JobNotCompleteError",
     "JobOutcome",
