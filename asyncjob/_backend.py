@@ -28,6 +28,7 @@ from anyio.from_thread import start_blocking_portal
 from ._client import AsyncJobClient
 from ._config import ClientConfig
 from ._errors import AsyncJobError, ExecutionCancelledError
+from ._journal import Journal
 from ._models import ExecutionResult, JobStatus, Response
 
 __all__ = ["JobBackend"]
@@ -275,6 +276,17 @@ class JobBackend:
         Cancelling (event or Ctrl+C) cancels the job.
         """
         return self._call("run", cancellation_event, lambda c: c.run(circuits, **kwargs))
+
+    def resume(
+        self, execution_result: ExecutionResult | str, *, finish: bool = True
+    ) -> ExecutionResult:
+        """Re-attach to a job recorded in the journal; see `AsyncJobClient.resume`."""
+        return self._call("resuming", None, lambda c: c.resume(execution_result, finish=finish))
+
+    @property
+    def journal(self) -> Journal | None:
+        """The job journal of this backend's configuration (None when disabled)."""
+        return None if self._config.journal is None else Journal(self._config.journal)
 
     # -- plumbing ---------------------------------------------------------
 

@@ -16,6 +16,9 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from ._commands import add_job_commands
+from ._errors import AsyncJobError, ConfigurationError, ExecutionCancelledError
+
 __all__ = ["build_parser", "main"]
 
 
@@ -44,9 +47,13 @@ def _duration(text: str) -> float | tuple[float, float]:
     return _seconds(text)
 
 
-def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_serve(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
     parser = subparsers.add_parser(
         "serve",
+        parents=[common],
         help="run the local scheduler",
         description=(
             "Serve the scheduler wire protocol on HOST:PORT under /api/. Prints the base URL "
@@ -153,7 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    _add_serve(subparsers)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help="show a traceback on errors (and debug logs)"
+    )
+    _add_serve(subparsers, common)
+    add_job_commands(subparsers, common)
     return parser
 
 
@@ -235,10 +247,30 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``asyncjob`` command; returns the exit status."""
+    """Entry point of the ``asyncjob`` command; returns the exit status.
+
+    Errors are one line on stderr (exit 1, or 2 for configuration); `--debug`
+    shows the traceback instead.
+    """
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+        return run(args)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("asyncjob: interrupted", file=sys.stderr)
+        return 130
+    except ExecutionCancelledError as exc:
+        print(f"asyncjob: {exc}", file=sys.stderr)
+        return 130
+    except ConfigurationError as exc:
+        print(f"asyncjob: error: {exc}", file=sys.stderr)
+        return 2
+    except (AsyncJobError, ValueError, TypeError, LookupError, OSError) as exc:
+        print(f"asyncjob: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

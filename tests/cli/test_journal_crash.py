@@ -1,0 +1,79 @@
+"""A process killed in the middle of a multi-chunk submission loses nothing: resume finishes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from asyncjob import JobBackend, JobStatus
+from asyncjob._journal import Journal
+from asyncjob.local import FaultConfig, LocalScheduler
+
+TOKEN = "crash-test-token-Pq3"
+
+SUBMITTER = textwrap.dedent(
+    """
+    import os, sys
+    from asyncjob import JobBackend, Limits
+    bell = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; measure q -> c;'
+    circuits = {f"c{i:03d}": bell + " // " + os.urandom(600).hex() for i in range(60)}
+    with JobBackend(sys.argv[1], sys.argv[2], journal=sys.argv[3],
+                    limits=Limits(max_payload_bytes=8000, upload_concurrency=1)) as backend:
+        backend.submit_circuits(circuits)
+    """
+)
+
+
+def _wait_for(condition: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("finish", [True, False])
+def test_killed_submission_is_resumed_or_cancelled(tmp_path: Path, finish: bool) -> None:
+    journal_path = tmp_path / "journal.sqlite3"
+    faults = FaultConfig(latency=0.2, only=("add_circuits",))
+    with LocalScheduler(TOKEN, faults=faults, job_duration=0.1).run_in_thread() as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SUBMITTER, server.base_url, TOKEN, str(journal_path)],
+        )
+        _wait_for(lambda: server.stats.requests_by_endpoint.get("add_circuits", 0) >= 3)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+        (job,) = server.jobs()
+        assert not job.finalized
+        (entry,) = Journal(journal_path).entries()
+        assert entry.interrupted
+        assert entry.job_id == job.id
+        assert 0 < entry.chunks_sent < entry.n_chunks
+
+        server.faults = FaultConfig()
+        with JobBackend(
+            server.base_url, TOKEN, journal=journal_path, polling_interval=0.02
+        ) as backend:
+            handle = backend.resume(job.id, finish=finish)
+            status = backend.poll_job_status(handle, loop_until_complete=True, verbose=False)
+            if not finish:
+                assert status is JobStatus.CANCELLED
+                return
+            assert status is JobStatus.COMPLETED
+            result = backend.get_job_results(handle)
+
+        labels = [f"c{i:03d}" for i in range(60)]
+        assert [r["label"] for r in result.results or []] == labels
+        (job,) = server.jobs()
+        assert job.finalized
+        assert sorted(job.labels) == labels
+        entry = Journal(journal_path).entries()[0]
+        assert not entry.interrupted
+        assert entry.status == "COMPLETED"
