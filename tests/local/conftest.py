@@ -13,18 +13,12 @@ import pytest
 from asyncjob.local import LocalScheduler
 from asyncjob.testing import local_scheduler, local_scheduler_thread
 
-__all__ = ["local_scheduler", "local_scheduler_thread"]
+from ..conftest import BELL
+
+__all__ = ["BELL", "local_scheduler", "local_scheduler_thread"]
 
 TOKEN = "local-test-token"
 
-BELL = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0],q[1];
-measure q -> c;
-"""
 
 BELL3 = """OPENQASM 3.0;
 include "stdgates.inc";
