@@ -2,10 +2,12 @@
 
 Three layers, cheapest first; each hands over to the next only when it cannot decide:
 
-1. A hot path: one regular expression splits a program made only of common
-   statements (header, ``include``, register declarations, gate calls with
-   numeric angles, measure, reset, barrier) and the semantic checks run on the
-   pieces. It only ever *accepts*; on any doubt it defers to layer 2.
+1. A hot path for programs made only of common statements (header, ``include``,
+   register declarations, gate calls with numeric angles, measure, reset,
+   barrier): angles are masked with one regular expression, the text is split
+   at ';', each statement is parsed once (memoised across circuits) and the
+   semantic checks run on the pieces. It only ever *accepts*; on any doubt it
+   defers to layer 2.
 2. A token-level checker for the same subset (comments anywhere, parameter
    expressions with ``sin``/``cos``/..., trailing commas). It accepts, rejects a
    definite error with its exact line, column and token, or, when it meets
@@ -27,6 +29,12 @@ OpenQASM 3 makes the header optional, so a program without one is read as
 OpenQASM 3 (an OpenQASM 2 program must therefore start with ``OPENQASM 2.0;``
 to get the ``U``/``CX`` built-ins). Either library may be included under either
 version; an unknown include file switches the unknown-gate check off.
+
+Limitations: the reference grammar is OpenQASM 3's, so OpenQASM 2 constructs it
+lacks (``opaque``) are rejected and OpenQASM 3 syntax inside an ``OPENQASM 2.0``
+program is accepted. On the full path, checks that need values (non-literal
+sizes or indices, aliases, loop variables, subroutine bodies, hardware qubits)
+are skipped. Programs nested deeper than the parser can recurse are rejected.
 """
 
 from __future__ import annotations
@@ -169,7 +177,7 @@ class _Program:
         major = _VERSIONS.get(version)
         if major is None:
             raise _semantic(
-                f"unsupported OpenQASM version {version!r} (expected 2.0, 3 or 3.0)", pos, version
+                f"unsupported OpenQASM version {version!r} (expected 2.0 or 3)", pos, version
             )
         self.version = major
         self._refresh()
@@ -317,38 +325,47 @@ _S = r"[ \t\r\n]*+"
 _ID = r"[A-Za-z_][A-Za-z0-9_]*+"
 _INT = r"[0-9]++"
 _NUM = r"(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+"
-_ATOM = rf"(?:-{_S})*+(?:{_NUM}|pi|π)"
+_FLAT_ATOM = rf"(?:-{_S})*+(?:{_NUM}|pi|π)"
+_FLAT_EXPR = rf"{_S}{_FLAT_ATOM}{_S}(?:[-+*/]{_S}{_FLAT_ATOM}{_S})*+"
+# One level of parentheses or of a function call, e.g. `-sin(pi/8)*(1+2)`.
+_ATOM = rf"(?:-{_S})*+(?:{_NUM}|pi|π|(?:(?:sin|cos|tan|exp|ln|sqrt){_S})?\({_FLAT_EXPR}\))"
 _EXPR = rf"{_S}{_ATOM}{_S}(?:[-+*/]{_S}{_ATOM}{_S})*+"
 _OPND = rf"{_ID}(?:{_S}\[{_S}{_INT}{_S}\])?+"
 _OPNDS = rf"{_OPND}(?:{_S},{_S}{_OPND})*+"
 _SKIP = r"(?:[ \t\r\n]++|//[^\r\n]*+|/\*(?:[^*]++|\*(?!/))*+\*/)*+"
 
-# Numeric gate parameters, replaced by '#' before statements are looked up: the
-# first one after '(', then the next one after '#,' until none is left.
-_FIRST_PARAM_RE = re.compile(rf"\({_EXPR}(?=[,)])")
-_NEXT_PARAM_RE = re.compile(rf"#,{_EXPR}(?=[,)])")
+# A list of one to four numeric gate parameters, masked as '(#)', '(#,)', '(#,,)' or
+# '(#,,,)' before statements are looked up.
+_PARAMS_RE = re.compile(rf"\({_EXPR}(?:(,){_EXPR}(?:(,){_EXPR}(?:(,){_EXPR})?+)?+)?+\)")
+_MASKS = {None: "(#)", 1: "(#,)", 2: "(#,,)", 3: "(#,,,)"}  # by the last ',' group matched
+
+
+def _mask(m: re.Match[str]) -> str:
+    return _MASKS[m.lastindex]
+
+
 # Whole statements without their ';' (matched with fullmatch).
-_PARAM_GATE_RE = re.compile(rf"{_S}({_ID}){_S}\(#(?:,#)*+\){_S}({_OPNDS}){_S}")
+_PARAM_GATE_RE = re.compile(rf"{_S}({_ID}){_S}\(#(,*+)\){_S}({_OPNDS}){_S}")
 _GATE_RE = re.compile(rf"{_S}({_ID})[ \t\r\n]++({_OPNDS}){_S}")
 _MEASURE_RE = re.compile(rf"{_S}measure[ \t\r\n]++({_OPND}){_S}->{_S}({_OPND}){_S}")
 _ASSIGN_RE = re.compile(rf"{_S}({_OPND}){_S}={_S}measure[ \t\r\n]++({_OPND}){_S}")
-_OLD_DECLARATION_RE = re.compile(rf"{_S}(qreg|creg)[ \t\r\n]++({_ID}){_S}\[{_S}({_INT}){_S}\]{_S}")
 _NEW_DECLARATION_RE = re.compile(rf"{_S}(qubit|bit){_S}\[{_S}({_INT}){_S}\]{_S}({_ID}){_S}")
 _HEADER_RE = re.compile(rf"{_S}OPENQASM[ \t\r\n]++([0-9]++(?:\.[0-9]++)?+){_S}")
 _INCLUDE_STATEMENT_RE = re.compile(rf'{_S}include{_S}"([^"\r\t\n]++)"{_S}')
 _OPND_RE = re.compile(rf"({_ID})(?:{_S}\[{_S}({_INT}))?")
 _COMMENT_RE = re.compile(r"//[^\r\n]*+|/\*(?:[^*]++|\*(?!/))*+\*/")
+_HEADER_COMMENT_RE = re.compile(r"(?:OPENQASM|include)[ \t\r\n]*+/")
 _BLANK = " \t\r\n"
 
 # A parsed statement: (kind, name, (parameters, qubits), operands, needs). Kinds: "gate",
 # "measure", "qreg", "creg", "qubit", "bit", "header", "include", "reset", "barrier".
 # For a gate on distinct single qubits, `needs` gives for each register the size its
-# indices require.
+# indices require. A declaration's one operand carries the register size as its index.
 _Statement = tuple[
     str, str, tuple[int, int], tuple[_Operand, ...], tuple[tuple[str, int], ...] | None
 ]
 _statements: dict[str, _Statement | None] = {}  # memo: circuits repeat statements
-_STATEMENTS_MAX = 1 << 16
+_STATEMENTS_MAX = 1 << 14
 _MISSING: _Statement = ("", "", (0, 0), (), None)
 
 
@@ -370,18 +387,24 @@ def _gate_statement(name: str, n_params: int, operands: tuple[_Operand, ...]) ->
 def _parse_statement(text: str) -> _Statement | None:
     """Parse one common statement (text between two ';'); None if it is anything else.
 
-    Numeric gate parameters arrive replaced by '#', so that statements differing
-    only in their angles share a memo entry.
+    Numeric gate parameters arrive masked (see _PARAMS_RE), so that statements
+    differing only in their angles share a memo entry.
     """
     if "(" in text:
         m = _PARAM_GATE_RE.fullmatch(text)
         if m is None:
             return None
-        return _gate_statement(m.group(1), text.count("#"), _operands(m.group(2)))
+        return _gate_statement(m.group(1), 1 + len(m.group(2)), _operands(m.group(3)))
     if m := _GATE_RE.fullmatch(text):
         name, operands = m.group(1), _operands(m.group(2))
         if name not in _KEYWORDS:
             return _gate_statement(name, 0, operands)
+        if name in ("qreg", "creg", "qubit", "bit") and len(operands) == 1:
+            register, size, _ = operands[0]
+            if size is None or name in ("qreg", "creg"):  # `qubit q[2];` is an error
+                size = _SCALAR if size is None else size
+                return (name, register, (0, 0), ((register, size, 0),), None)
+            return None
         if name == "measure" and len(operands) == 1:
             return ("measure", "", (0, 0), operands, None)
         if name == "barrier" or (name == "reset" and len(operands) == 1):
@@ -390,8 +413,6 @@ def _parse_statement(text: str) -> _Statement | None:
         return ("measure", "", (0, 0), _operands(m.group(1)) + _operands(m.group(2)), None)
     if m := _ASSIGN_RE.fullmatch(text):
         return ("measure", "", (0, 0), _operands(m.group(2)) + _operands(m.group(1)), None)
-    if m := _OLD_DECLARATION_RE.fullmatch(text):
-        return (m.group(1), m.group(2), (0, 0), ((m.group(2), int(m.group(3)), 0),), None)
     if m := _NEW_DECLARATION_RE.fullmatch(text):
         return (m.group(1), m.group(3), (0, 0), ((m.group(3), int(m.group(2)), 0),), None)
     if m := _HEADER_RE.fullmatch(text):
@@ -408,13 +429,13 @@ def _hot_accepts(source: str) -> bool:
     decides (with positions for the error message).
     """
     if "#" in source:
-        return False  # '#' marks parameters below
+        return False  # '#' masks parameters below
     if "//" in source or "/*" in source:
-        source = _COMMENT_RE.sub(" ", source)  # a comment only separates tokens
+        if _HEADER_COMMENT_RE.search(source):
+            return False  # the lexer allows no comment before a version or file name
+        source = _COMMENT_RE.sub(" ", source)  # elsewhere a comment only separates tokens
     if "(" in source:
-        source, count = _FIRST_PARAM_RE.subn("(#", source)
-        while count and "#," in source:
-            source, count = _NEXT_PARAM_RE.subn("#,#", source)
+        source = _PARAMS_RE.sub(_mask, source)
     *texts, last = source.split(";")
     if not texts or last.strip(_BLANK):
         return False
@@ -452,7 +473,9 @@ def _hot_accepts(source: str) -> bool:
             elif kind == "include":
                 prog.include(name)
             else:
-                prog.declare(name, 0, operands[0][1] or 0, kind in ("qreg", "qubit"))
+                declared = operands[0][1]
+                assert declared is not None
+                prog.declare(name, 0, declared, kind in ("qreg", "qubit"))
             gates = prog.gates
     except (_Fault, _Unsure):
         return False
@@ -475,7 +498,7 @@ _TOKEN_RE = re.compile(
 _NUM_TAIL_RE = re.compile(r"[ \t]*+(?:im|dt|ns|us|µs|ms|s)|[A-Za-z0-9_.]|[^\x00-\x7f]")
 _ID_TAIL_RE = re.compile(r"[A-Za-z0-9_]|[^\x00-\x7f]")
 _INCLUDE_RE = re.compile(r'[ \t\r\n]*+"([^"\r\t\n]++)"')
-_VERSION_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_VERSION_RE = re.compile(r"[ \t\r\n]*+([0-9]++(?:\.[0-9]++)?+)")
 
 
 class _Tok(NamedTuple):
@@ -550,15 +573,14 @@ class _Checker:
         return self.prog
 
     def _header(self) -> None:
-        self._advance()
-        tok = self.tok
-        if tok.kind != "num":
-            raise self._fail("a version number")
-        if not _VERSION_RE.fullmatch(tok.text):
-            raise _Unsure  # the lexer's version mode splits this differently
-        self._advance()
-        self.prog.header(tok.text, tok.pos)
+        # After OPENQASM the lexer only allows whitespace, then a version number.
+        m = _VERSION_RE.match(self.src, self.end)
+        if m is None:
+            raise _Unsure
+        self.end = m.end()
+        self.tok = self._lex()
         self._expect(";", "';'")
+        self.prog.header(m.group(1), m.start(1))
 
     def _statement(self) -> None:
         tok = self.tok
@@ -622,8 +644,8 @@ class _Checker:
             raise self._fail("an identifier")
         return self._advance()
 
-    def _size(self) -> tuple[int, int]:
-        """A designator `[n]`, the current token being `[`: returns (n, offset of n)."""
+    def _size(self) -> int:
+        """A designator `[n]`, the current token being `[`."""
         self._advance()
         tok = self.tok
         if tok.kind == "]":
@@ -634,14 +656,14 @@ class _Checker:
         if self.tok.kind != "]":
             raise _Unsure
         self._advance()
-        return int(tok.text), tok.pos
+        return int(tok.text)
 
     def _old_declaration(self) -> None:
         quantum = self._advance().text == "qreg"
         name = self._name()
         size = _SCALAR
         if self.tok.kind == "[":
-            size = self._size()[0]
+            size = self._size()
         elif self.tok.kind != ";":
             raise self._fail("'[' or ';'")
         self._expect(";", "';'")
@@ -649,7 +671,7 @@ class _Checker:
 
     def _new_declaration(self) -> None:
         quantum = self._advance().text == "qubit"
-        size = self._size()[0] if self.tok.kind == "[" else _SCALAR
+        size = self._size() if self.tok.kind == "[" else _SCALAR
         if self.tok.kind == "(":
             raise _Unsure  # a cast such as `bit[2](x)`
         name = self._name()
@@ -764,7 +786,7 @@ class _Checker:
             self._advance()
             if self.tok.kind != "(":
                 raise _Unsure
-            self._parenthesised()
+            self._parenthesised(call=True)
         elif tok.kind == "(":
             self._parenthesised()
         elif tok.kind in _NOT_AN_OPERAND:
@@ -772,8 +794,10 @@ class _Checker:
         else:
             raise _Unsure
 
-    def _parenthesised(self) -> None:
+    def _parenthesised(self, call: bool = False) -> None:
         self._advance()
+        if call and self.tok.kind == ")":
+            raise _Unsure  # `sin()` parses: a call without arguments
         self._expression()
         if not self._advance_if(")"):
             raise _Unsure() if self.tok.kind == "," else self._operator_expected()
@@ -787,6 +811,8 @@ def _fast_check(source: str) -> _Fault | _Unsure | None:
         _Checker(source).run()
     except (_Fault, _Unsure) as exc:
         return exc
+    except RecursionError:  # absurdly nested parentheses
+        return _Unsure()
     return None
 
 
@@ -826,6 +852,8 @@ def _parse_failure(exc: Exception, source: str) -> _Verdict:
         if bad is not None:
             return ("syntax error, unexpected character", line, column + 1, bad.group(1))
         return (message, line, column + 1, _token_at(source, line, column))
+    if isinstance(exc, RecursionError):
+        return ("too deeply nested to parse", None, None, None)
     token = _offending_token(exc)
     if token is None:
         return (f"could not be parsed ({type(exc).__name__})", None, None, None)
@@ -882,6 +910,8 @@ def _verdict_slow(source: str) -> _Verdict:
         _AstChecker(source).run(program)
     except _Fault as fault:
         return fault.verdict(source)
+    except RecursionError:
+        return ("too deeply nested to parse", None, None, None)
     except _Unsure:
         return None
     return None
@@ -940,10 +970,11 @@ class _AstChecker:
                 return None  # a hardware qubit
             return (node.name, None, self.pos(node) or 0)
         if isinstance(node, ast.IndexedIdentifier):
-            index = _ANY
-            if len(node.indices) == 1 and isinstance(node.indices[0], list):
-                (first, *rest) = node.indices[0] or [None]
-                if not rest and isinstance(first, ast.IntegerLiteral):
+            index = _ANY  # unless it is a single integer literal
+            indices = node.indices
+            if len(indices) == 1 and isinstance(indices[0], list) and len(indices[0]) == 1:
+                first = indices[0][0]
+                if isinstance(first, ast.IntegerLiteral):
                     index = int(first.value)
             return (node.name.name, index, self.pos(node.name) or 0)
         return None  # a hardware qubit, or an expression
@@ -1111,8 +1142,8 @@ def _raise(label: str, verdict: _Verdict) -> None:
 def check_circuit(label: str, source: str, *, full: bool = False) -> None:
     """Raise QasmValidationError (naming `label`) unless `source` is a valid circuit.
 
-    `full=True` also runs the reference openqasm3 parser on sources the fast
-    path would have accepted on its own.
+    With `full=True` the reference openqasm3 parser always runs (then the
+    semantic checks on its AST), even where the fast path could decide alone.
     """
     _raise(label, _verdict(source, full))
 
@@ -1123,6 +1154,7 @@ _POOL_THRESHOLD = 64  # more circuits than this needing the full parser go to wo
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _in_worker = False
+_pool_broken = False  # worker processes failed once here: stay in-process from then on
 
 
 def _mark_worker() -> None:
@@ -1161,11 +1193,13 @@ atexit.register(_shutdown_pool)
 
 
 def _slow_in_pool(sources: list[str]) -> dict[str, _Verdict]:
+    global _pool_broken
     workers = min(_cpu_count(), 8)
     chunksize = max(1, len(sources) // (workers * 4))
     try:
         verdicts = list(_get_pool().map(_verdict_slow, sources, chunksize=chunksize))
-    except BrokenProcessPool:
+    except (BrokenProcessPool, OSError):  # workers died (or cannot start) in this process
+        _pool_broken = True
         _shutdown_pool()
         verdicts = [_verdict_slow(source) for source in sources]
     return dict(zip(sources, verdicts, strict=True))
@@ -1179,6 +1213,9 @@ def check_batch(items: Sequence[tuple[str, str]], *, full: bool = False) -> None
     """
     slow: list[str] = []
     seen: set[str] = set()
+    # Verdicts are kept here, not only in the LRU cache: a batch larger than the
+    # cache would evict its own first verdicts and be validated twice.
+    known: dict[str, _Verdict] = {}
     for _label, source in items:
         if source in seen:
             continue
@@ -1186,15 +1223,18 @@ def check_batch(items: Sequence[tuple[str, str]], *, full: bool = False) -> None
         verdict = _quick(source, full)
         if verdict is _SLOW:
             slow.append(source)
-        elif verdict is not None:
+            continue
+        assert verdict is None or isinstance(verdict, tuple)
+        known[source] = verdict
+        if verdict is not None:
             break  # circuits after the first invalid one do not matter
-    known: dict[str, _Verdict] = {}
-    if len(slow) > _POOL_THRESHOLD and _cpu_count() > 1 and not _in_worker:
-        known = _slow_in_pool(slow)
-        for source, verdict in known.items():
+    if len(slow) > _POOL_THRESHOLD and _cpu_count() > 1 and not (_in_worker or _pool_broken):
+        pooled = _slow_in_pool(slow)
+        for source, verdict in pooled.items():
             digest = _precheck(source)[0]
             assert digest is not None
             _cache_put(_key(digest, full), verdict)
+        known.update(pooled)
     for label, source in items:
         _raise(label, known[source] if source in known else _verdict(source, full))
 
