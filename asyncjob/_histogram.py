@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Mapping
 from itertools import accumulate, groupby, pairwise
@@ -40,6 +41,8 @@ def _read_varint(data: bytes, pos: int, max_len: int, what: str) -> tuple[int, i
 
     Linear even for the megabit indices QH2 allows (a shift-and-or loop is quadratic).
     """
+    if pos < len(data) and data[pos] < 0x80:
+        return data[pos], pos + 1
     match = _VARINT.match(data, pos, pos + max_len)
     if match is None:
         if pos + max_len < len(data):
@@ -59,6 +62,9 @@ def _read_varints(
     data: bytes, pos: int, count: int, max_len: int, what: str
 ) -> tuple[list[int], int]:
     """Read `count` consecutive varints; the hot loop of the decoder, hence the fast paths."""
+    end = pos + count
+    if end <= len(data) and data[pos:end].isascii():  # all single-byte: no loop needed
+        return list(data[pos:end]), end
     values: list[int] = []
     append = values.append
     try:
@@ -107,6 +113,7 @@ def _read_runs(data: bytes, pos: int) -> tuple[list[int], bool, int]:
 
 def _expand_counts(runs: list[int], first_is_one: bool, extras: list[int]) -> list[int]:
     """Turn the alternating runs (of 1s, and of counts taken from `extras`) into counts."""
+    more = [extra + 2 for extra in extras]
     counts: list[int] = []
     taken = 0
     is_one = first_is_one
@@ -114,10 +121,30 @@ def _expand_counts(runs: list[int], first_is_one: bool, extras: list[int]) -> li
         if is_one:
             counts += [1] * length
         else:
-            counts += [extra + 2 for extra in extras[taken : taken + length]]
+            counts += more[taken : taken + length]
             taken += length
         is_one = not is_one
     return counts
+
+
+_TABLE_BITS = 12
+
+
+@functools.lru_cache(maxsize=_TABLE_BITS)
+def _keys(width: int) -> list[str]:
+    """Every `width`-bit key in index order (`width` <= _TABLE_BITS; shared, never mutate)."""
+    return [bin(index)[2:].zfill(width) for index in range(1 << width)]
+
+
+def _render(indices: list[int], width: int) -> list[str]:
+    """The keys of `indices` (each known to fit in `width` bits), MSB first."""
+    if width <= _TABLE_BITS:
+        return list(map(_keys(width).__getitem__, indices))
+    if width <= 2 * _TABLE_BITS:
+        high, low, mask = _keys(width - _TABLE_BITS), _keys(_TABLE_BITS), (1 << _TABLE_BITS) - 1
+        return [high[index >> _TABLE_BITS] + low[index & mask] for index in indices]
+    # bin + zfill renders the same strings as format(index, f"0{width}b"), ~40% faster.
+    return [bin(index)[2:].zfill(width) for index in indices]
 
 
 def decode_histogram(encoding: str, n_bits: int, payload: str) -> dict[str, int]:
@@ -192,8 +219,7 @@ def decode_histogram(encoding: str, n_bits: int, payload: str) -> dict[str, int]
     if total != shots:
         raise ProtocolError(f"corrupt histogram: counts add up to {total}, not {shots} shots")
 
-    # bin + zfill renders the same strings as format(index, f"0{width}b"), ~40% faster.
-    return dict(zip([bin(index)[2:].zfill(width) for index in indices], counts, strict=True))
+    return dict(zip(_render(indices, width), counts, strict=True))
 
 
 def decode_result(obj: object) -> object:

@@ -1,0 +1,200 @@
+"""Helpers shared by the bench runner and both workers (standard library only).
+
+Both the asyncjob worker and the divi worker import this module, and the divi
+worker runs in a venv without asyncjob, so nothing here imports asyncjob.
+
+- `random_circuit` / `make_batch`: the random 10-qubit circuits of the workloads;
+- `Server`: a fresh local scheduler in a subprocess (`bench/server.py`), whose
+  stats and job completion times are read when it stops;
+- `create_job`: submits a batch with plain HTTP, so the setup of a workload
+  (e.g. a completed job whose results are then fetched) favours neither client.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+TOKEN = "bench-token"
+LATENCY = 0.05
+"""Seconds the scheduler adds before answering each request."""
+
+ONE_QUBIT = ("h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx")
+ROTATIONS = ("rx", "ry", "rz")
+TWO_QUBIT = ("cx", "cz", "swap")
+
+
+def random_circuit(rng: random.Random, n_qubits: int = 10, n_gates: int = 120) -> str:
+    """An OpenQASM 2 circuit of `n_gates` random gates (40% rotations with random angles)."""
+    lines = [
+        "OPENQASM 2.0;",
+        'include "qelib1.inc";',
+        f"qreg q[{n_qubits}];",
+        f"creg c[{n_qubits}];",
+    ]
+    for _ in range(n_gates):
+        kind = rng.random()
+        if kind < 0.3:
+            lines.append(f"{rng.choice(ONE_QUBIT)} q[{rng.randrange(n_qubits)}];")
+        elif kind < 0.7:
+            angle = rng.uniform(-3.2, 3.2)
+            lines.append(f"{rng.choice(ROTATIONS)}({angle!r}) q[{rng.randrange(n_qubits)}];")
+        else:
+            a, b = rng.sample(range(n_qubits), 2)
+            lines.append(f"{rng.choice(TWO_QUBIT)} q[{a}],q[{b}];")
+    lines.append("measure q -> c;")
+    return "\n".join(lines) + "\n"
+
+
+def make_batch(n: int, seed: int) -> dict[str, str]:
+    """`n` distinct random circuits, labelled c0000, c0001, ... (the same for a given seed)."""
+    rng = random.Random(seed)
+    return {f"c{i:05d}": random_circuit(rng) for i in range(n)}
+
+
+def small_batch(n: int, n_qubits: int = 10) -> dict[str, str]:
+    """`n` cheap circuits measuring `n_qubits` bits (setup of the results workloads)."""
+    source = (
+        f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[{n_qubits}];\ncreg c[{n_qubits}];\n'
+        "h q;\nmeasure q -> c;\n"
+    )
+    return {f"r{i:05d}": source for i in range(n)}
+
+
+def pack(source: str) -> str:
+    """The wire form of a circuit: base64(gzip(utf-8))."""
+    return base64.b64encode(gzip.compress(source.encode("utf-8"), 1)).decode("ascii")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The `q`-quantile (0..1) by linear interpolation; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+# --------------------------------------------------------------------------- the scheduler
+
+
+class Server:
+    """`bench/server.py` in a subprocess: a fresh local scheduler on 127.0.0.1.
+
+    ``with Server(python, latency=0.05) as server:`` starts it and reads its base
+    URL; `stop()` (or leaving the block) sends SIGTERM and returns what the
+    server printed on exit: its stats and, with ``watch_jobs``, the
+    `time.monotonic()` at which each job became terminal (CLOCK_MONOTONIC is
+    system-wide on Linux, so it compares with the client's clock).
+    """
+
+    def __init__(self, python: str, **options: Any) -> None:
+        self.python = python
+        self.options = options
+        self.process: subprocess.Popen[str] | None = None
+        self.base_url = ""
+        self.report: dict[str, Any] = {}
+
+    def start(self) -> Server:
+        args = [self.python, str(BENCH_DIR / "server.py"), "--token", TOKEN]
+        for name, value in self.options.items():
+            flag = "--" + name.replace("_", "-")
+            if value is True:
+                args.append(flag)
+            elif value is not None and value is not False:
+                args += [flag, str(value)]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("http://127.0.0.1:"):
+            self.process.kill()
+            raise RuntimeError(f"the bench server did not start: {line!r}")
+        self.base_url = line
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        process, self.process = self.process, None
+        if process is None:
+            return self.report
+        process.send_signal(signal.SIGTERM)
+        try:
+            out, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, _ = process.communicate()
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        self.report = json.loads(lines[-1]) if lines else {}
+        return self.report
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- plain HTTP setup
+
+
+def _http(method: str, url: str, body: Any = None, timeout: float = 60.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        text = response.read().decode()
+    return json.loads(text) if text else None
+
+
+def create_job(base_url: str, circuits: dict[str, str], *, wait: bool = True) -> str:
+    """Submit `circuits` (1000 shots each) with plain HTTP; wait until COMPLETED if asked."""
+    init = _http("POST", base_url + "job/init/", {"tag": "bench", "job_type": "EXECUTE"})
+    job_id = str(init["job_id"])
+    labels = list(circuits)
+    step = 500
+    for start in range(0, len(labels), step):
+        part = labels[start : start + step]
+        body = {
+            "circuits": {label: pack(circuits[label]) for label in part},
+            "mode": "append",
+            "finalized": "true" if start + step >= len(labels) else "false",
+            "shots": 1000,
+        }
+        _http("POST", base_url + f"job/{job_id}/add_circuits/", body)
+    deadline = time.monotonic() + 120
+    while wait:
+        status = _http("GET", base_url + f"job/{job_id}/status/")["status"]
+        if status == "COMPLETED":
+            break
+        if status in ("FAILED", "CANCELLED") or time.monotonic() > deadline:
+            raise RuntimeError(f"setup job {job_id} ended {status}")
+        time.sleep(0.05)
+    return job_id
+
+
+def emit(result: Any) -> None:
+    """Print a worker's result as the last line of its stdout."""
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,595 @@
+"""Run asyncjob and qoro-divi side by side on the local scheduler; write the report.
+
+    python bench/run.py --divi-python .nox/bench-divi/bin/python [--quick]
+
+(`nox -s bench` does exactly this, after building both venvs.) Every workload
+runs in a worker subprocess per client - `asyncjob_worker.py` with this
+interpreter, `divi_worker.py` with the divi venv's - against fresh scheduler
+subprocesses (`server.py`, 50 ms added latency per request, sampler executor).
+Writes `bench/results.md`, `bench/results.json` and `bench/submit_time.png`.
+With `--baseline FILE` (a results.json of an earlier run) the report adds a
+before/after table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common import BENCH_DIR, LATENCY, percentile
+
+ASYNCJOB_WORKER = BENCH_DIR / "asyncjob_worker.py"
+DIVI_WORKER = BENCH_DIR / "divi_worker.py"
+POLLING_INTERVAL = 0.5
+JOB_DURATION = "1,6"
+HANG_TIME_CAP = 2.0
+
+
+def plan(quick: bool) -> dict[str, Any]:
+    """Sizes and repeat counts of every workload (`--quick`: a smoke run)."""
+    if quick:
+        return {
+            "sizes": [100, 1000],
+            "submit_repeats": {"100": 5, "1000": 3},
+            "results_repeats": 3,
+            "many_jobs": {"repeats": 1, "jobs": 60},
+            "cancel": {"asyncjob": 10, "divi": 3},
+            "cpu": {"repeats": 3, "circuits": 500, "full_circuits": 20, "divi_circuits": 50},
+            "histograms": 1000,
+        }
+    return {
+        "sizes": [100, 1000, 5000],
+        "submit_repeats": {"100": 7, "1000": 5, "5000": 3},
+        "results_repeats": 5,
+        "many_jobs": {"repeats": 3, "jobs": 200},
+        "cancel": {"asyncjob": 40, "divi": 3},
+        "cpu": {"repeats": 3, "circuits": 2000, "full_circuits": 60, "divi_circuits": 200},
+        "histograms": 5000,
+    }
+
+
+def call(python: str, worker: Path, params: dict[str, Any], env: dict[str, str]) -> Any:
+    """Run one workload in a worker subprocess and return its JSON result."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [python, str(worker), json.dumps(params)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=BENCH_DIR,
+        check=False,
+    )
+    took = time.monotonic() - started
+    print(f"  {worker.stem} {params['workload']}: {took:.1f} s", flush=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise RuntimeError(f"{worker.name} {params['workload']} failed ({proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def write_histograms(path: Path, count: int) -> None:
+    """`count` encoded histograms of 20 bits with 1,000 distinct outcomes each."""
+    from asyncjob._histogram import encode_histogram
+
+    rng = random.Random(20)
+    encoded = []
+    for _ in range(count):
+        outcomes = rng.sample(range(1 << 20), 1000)
+        counts = {format(o, "020b"): rng.choice((1, 1, 1, 2, 3, 7)) for o in outcomes}
+        encoded.append(encode_histogram(counts, 20))
+    path.write_text(json.dumps(encoded))
+
+
+def versions(divi_python: str) -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python (asyncjob side)": platform.python_version()}
+    for name in ("asyncjob", "aiohttp", "anyio", "openqasm3"):
+        out[name] = metadata.version(name)
+    script = (
+        "import json, platform; from importlib import metadata as m; "
+        "print(json.dumps({'python (divi side)': platform.python_version(), "
+        "**{d.metadata['Name']: d.version for d in m.distributions() "
+        "if d.metadata['Name'] in ('qoro-divi', 'requests', 'openqasm3')}}))"
+    )
+    divi = subprocess.run([divi_python, "-c", script], capture_output=True, text=True, check=True)
+    for name, version in json.loads(divi.stdout).items():
+        out[name if name.startswith("python") else f"{name} (divi side)"] = version
+    return out
+
+
+def machine() -> dict[str, str]:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "os": platform.platform(),
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def fmt(values: list[float], unit: str = "s", scale: float = 1.0, digits: int = 3) -> str:
+    s = summary([v * scale for v in values])
+    return f"{s['median']:.{digits}g} {unit} [{s['min']:.{digits}g}-{s['max']:.{digits}g}]"
+
+
+def ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(a) / statistics.median(b)
+
+
+def job_delays(run: dict[str, Any]) -> list[float]:
+    """Per job: results in hand (client clock) minus terminal status (server clock)."""
+    finished = run["server"]["finished_at"]
+    return [got - finished[job] for job, got in run["got"].items()]
+
+
+def requests_after_submit(run: dict[str, Any]) -> int:
+    by = run["server"]["requests_by_endpoint"]
+    return int(by.get("status", 0) + by.get("results", 0))
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    a, d, p = data["asyncjob"], data["divi"], data["plan"]
+    rows: list[tuple[str, str, str, str, str]] = []
+    lines = [
+        "# asyncjob vs qoro-divi: side-by-side benchmarks",
+        "",
+        f"Generated by `bench/run.py{' --quick' if data['quick'] else ''}` (what `nox -s bench` "
+        f"runs) on {data['date']}; the whole run took {data['duration']:.0f} s.",
+        "",
+        "## Machine and versions",
+        "",
+        *[f"- {k}: {v}" for k, v in data["machine"].items()],
+        f"- load average at end: {data['load_end']}",
+        *[f"- {k}: {v}" for k, v in data["versions"].items()],
+        "",
+        "## Setup",
+        "",
+        f"- A fresh local scheduler (`bench/server.py`: `asyncjob serve` plus a stats report on "
+        f"exit) in its own subprocess for every run, on 127.0.0.1, sampler executor, "
+        f"{LATENCY * 1000:.0f} ms added before every request is answered.",
+        "- Each client runs in its own worker subprocess (`asyncjob_worker.py` in the bench "
+        "venv, `divi_worker.py` in the divi venv); divi's `QoroService` is pointed at the "
+        "scheduler by setting `divi.backends.runners._qoro.API_URL`, its code untouched.",
+        "- Figures: median [min-max] of the repeats; ratio = median(asyncjob) / median(divi), "
+        "both measured in the same run. Default options on both sides (asyncjob's job journal "
+        "is on, as by default, in a temporary file) unless a row says otherwise.",
+        "- The machine is shared (see the load averages): absolute times are noisy; "
+        "the ratios are the result.",
+        "",
+    ]
+
+    # 1. submit
+    lines += [
+        "## 1. Submit: random 10-qubit circuits of 120 gates",
+        "",
+        "Time from `submit_circuits(...)` to the job handle (client constructed beforehand). "
+        "Floor = 2 x 50 ms latency + asyncjob's own CPU time for validation and compression "
+        "of a same-sized batch, measured separately in the same worker.",
+        "",
+        "| circuits | asyncjob | divi | asyncjob/divi | floor | asyncjob/floor |",
+        "| ---: | --- | --- | ---: | --- | ---: |",
+    ]
+    for size in p["sizes"]:
+        at = a["submit"][str(size)]["times"]
+        dt = d["submit"][str(size)]["times"]
+        low = floor(data, size)
+        lines.append(
+            f"| {size:,} | {fmt(at)} | {fmt(dt)} | {ratio(at, dt):.3f} | {fmt(low)} | "
+            f"{ratio(at, low):.2f} |"
+        )
+        if size >= 1000:
+            rows.append(
+                (
+                    f"Submit {size:,} circuits",
+                    f"{statistics.median(at):.2f} s",
+                    f"{statistics.median(dt):.2f} s",
+                    f"{ratio(at, dt):.3f}",
+                    "<= 0.25",
+                )
+            )
+    lines += ["", "![submit time vs batch size](submit_time.png)", ""]
+
+    # 2. results
+    at, dt = a["results"]["times"], d["results"]["times"]
+    tuned = a["results"]["times_concurrency_32"]
+    lines += [
+        "## 2. Results: 5,000 results in 50 pages of 100",
+        "",
+        "`get_job_results` of a COMPLETED job of 5,000 10-bit circuits (the sampler's "
+        "histograms), set up with plain HTTP.",
+        "",
+        "| client | time | asyncjob/divi |",
+        "| --- | --- | ---: |",
+        f"| asyncjob (default: 8 pages at once) | {fmt(at)} | {ratio(at, dt):.3f} |",
+        f"| asyncjob, `results_concurrency=32` | {fmt(tuned)} | {ratio(tuned, dt):.3f} |",
+        f"| divi (pages one after another) | {fmt(dt)} | 1 |",
+        "",
+    ]
+    rows.append(
+        (
+            "Fetch 5,000 results",
+            f"{statistics.median(at):.2f} s",
+            f"{statistics.median(dt):.2f} s",
+            f"{ratio(at, dt):.3f}",
+            "<= 0.125",
+        )
+    )
+
+    # 3. many jobs
+    mj = p["many_jobs"]
+    lines += [
+        f"## 3. Many jobs: {mj['jobs']} jobs of 10 circuits",
+        "",
+        f"Job durations drawn uniformly in [{JOB_DURATION.replace(',', ', ')}] s from "
+        f"finalization, so they finish at random times over a 5 s window; the same polling "
+        f"interval, {POLLING_INTERVAL} s, on both sides. Both first submit every job "
+        "(asyncjob: one task per job on one event loop; divi: `ThreadPoolExecutor(32).map("
+        "submit_circuits)`), then follow them: asyncjob with `client.as_completed(handles)`, "
+        "divi with 32 threads each doing blocking `poll_job_status(loop_until_complete=True)` "
+        "then `get_job_results`.",
+        "",
+        "Delay = results in hand (client, `time.monotonic()`) minus the moment the job became "
+        "terminal on the scheduler (`bench/server.py` stamps it with `time.monotonic()` when "
+        "`LocalScheduler.wait_until` wakes on the state change; CLOCK_MONOTONIC is "
+        "system-wide, so both clocks agree). Requests counted by the scheduler "
+        "(`stats.requests_by_endpoint`); submission requests are the same on both sides.",
+        "",
+        "| | asyncjob | divi | asyncjob/divi |",
+        "| --- | --- | --- | ---: |",
+    ]
+    a_runs, d_runs = a["many_jobs"]["runs"], d["many_jobs"]["runs"]
+    a_total = [r["end"] - r["start"] for r in a_runs]
+    d_total = [r["end"] - r["start"] for r in d_runs]
+    a_delays = [job_delays(r) for r in a_runs]
+    d_delays = [job_delays(r) for r in d_runs]
+    a_med = [statistics.median(x) for x in a_delays]
+    d_med = [statistics.median(x) for x in d_delays]
+    a_p95 = [percentile(x, 0.95) for x in a_delays]
+    d_p95 = [percentile(x, 0.95) for x in d_delays]
+    a_req = [float(r["server"]["requests_total"]) for r in a_runs]
+    d_req = [float(r["server"]["requests_total"]) for r in d_runs]
+    a_follow = [float(requests_after_submit(r)) for r in a_runs]
+    d_follow = [float(requests_after_submit(r)) for r in d_runs]
+    table: list[tuple[str, list[float], list[float], str, int]] = [
+        ("total time", a_total, d_total, "s", 3),
+        ("delay, median", a_med, d_med, "s", 3),
+        ("delay, p95", a_p95, d_p95, "s", 3),
+        ("HTTP requests, all", a_req, d_req, "", 5),
+        ("HTTP requests, status + results", a_follow, d_follow, "", 5),
+    ]
+    for name, av, dv, unit, digits in table:
+        lines.append(
+            f"| {name} | {fmt(av, unit, digits=digits)} | {fmt(dv, unit, digits=digits)} | "
+            f"{ratio(av, dv):.3f} |"
+        )
+    by_a = a_runs[-1]["server"]["requests_by_endpoint"]
+    by_d = d_runs[-1]["server"]["requests_by_endpoint"]
+    lines += [
+        "",
+        f"Requests by endpoint (last run): asyncjob {json.dumps(by_a, sort_keys=True)}; "
+        f"divi {json.dumps(by_d, sort_keys=True)}.",
+        "",
+    ]
+    rows.append(
+        (
+            f"{mj['jobs']} jobs: p95 delay to results",
+            f"{statistics.median(a_p95):.2f} s",
+            f"{statistics.median(d_p95):.2f} s",
+            f"{ratio(a_p95, d_p95):.3f}",
+            f"<= {POLLING_INTERVAL} s (asyncjob)",
+        )
+    )
+    rows.append(
+        (
+            f"{mj['jobs']} jobs: HTTP requests",
+            f"{statistics.median(a_req):.0f}",
+            f"{statistics.median(d_req):.0f}",
+            f"{ratio(a_req, d_req):.3f}",
+            "< 1",
+        )
+    )
+
+    # 4. cancellation
+    backend, client, divi = (
+        a["cancel"]["JobBackend"],
+        a["cancel"]["AsyncJobClient"],
+        d["cancel"]["QoroService"],
+    )
+    lines += [
+        "## 4. Cancellation latency while a status request hangs",
+        "",
+        "Fault `hang_rate=1.0` on `status` only; `poll_job_status(loop_until_complete=True, "
+        "cancellation_event=event)`, event set 0.3 s into the hung request; latency = event "
+        f"set -> call returned. The scheduler gives up a hung request after {HANG_TIME_CAP:g} "
+        "s, which caps divi's wait (its own bound is the `timeout=200` s of its status "
+        "request).",
+        "",
+        "| client | median [min-max] | p99 | n |",
+        "| --- | --- | ---: | ---: |",
+        f"| asyncjob `JobBackend` | {fmt(backend, 'ms', 1000)} | "
+        f"{percentile(backend, 0.99) * 1000:.1f} ms | {len(backend)} |",
+        f"| asyncjob `AsyncJobClient` | {fmt(client, 'ms', 1000)} | "
+        f"{percentile(client, 0.99) * 1000:.1f} ms | {len(client)} |",
+        f"| divi `QoroService` | {fmt(divi, 'ms', 1000)} | "
+        f"{percentile(divi, 0.99) * 1000:.0f} ms (capped) | {len(divi)} |",
+        "",
+    ]
+    rows.append(
+        (
+            "Cancel during a hung request, p99",
+            f"{percentile(backend, 0.99) * 1000:.0f} ms",
+            f">= {percentile(divi, 0.99) * 1000:.0f} ms",
+            f"{percentile(backend, 0.99) / percentile(divi, 0.99):.3f}",
+            "< 100 ms (asyncjob)",
+        )
+    )
+
+    # 5. CPU
+    ac, dc = a["cpu"], d["cpu"]
+    cp = p["cpu"]
+    lines += [
+        "## 5. Client CPU cost",
+        "",
+        f"Rates on distinct random circuits ({cp['circuits']:,} for asyncjob's fast path and "
+        f"compression, {cp['divi_circuits']} for divi's `validate_qasm`, {cp['full_circuits']} "
+        f"for the openqasm3 parser) and {p['histograms']:,} encoded histograms of 20 bits with "
+        "1,000 distinct outcomes each; median [min-max] of "
+        f"{cp['repeats']} repeats. Peak RSS: a subprocess decodes and keeps every histogram "
+        "(`resource.getrusage` maxrss before and after).",
+        "",
+        "| step | asyncjob | divi | asyncjob/divi (time per item) |",
+        "| --- | --- | --- | ---: |",
+    ]
+
+    def rate_row(name: str, av: list[float], dv: list[float] | None, unit: str) -> None:
+        right = fmt(dv, unit, digits=4) if dv else "-"
+        r = f"{statistics.median(dv) / statistics.median(av):.3f}" if dv else "-"
+        lines.append(f"| {name} | {fmt(av, unit, digits=4)} | {right} | {r} |")
+
+    rate_row("validation: fast path, `check_circuit`", ac["check_circuit"], dc["validate_qasm"],
+             "circuits/s")  # fmt: skip
+    rate_row("validation: `check_batch`", ac["check_batch"], None, "circuits/s")
+    rate_row("validation: `check_circuit(full=True)` (openqasm3 + checks)",
+             ac["check_circuit_full"], None, "circuits/s")  # fmt: skip
+    rate_row("validation: bare `openqasm3.parse`", ac["openqasm3_parse"], dc["openqasm3_parse"],
+             "circuits/s")  # fmt: skip
+    rate_row("compression (gzip + base64)", ac["compress"], dc["compress"], "circuits/s")
+    rate_row("histogram decoding", ac["decode"], dc["decode"], "results/s")
+    a_rss, d_rss = a["rss"], d["rss"]
+    lines += [
+        f"| peak RSS decoding {p['histograms']:,} results | "
+        f"{fmt([r['peak_kib'] / 1024 for r in a_rss], 'MiB')} "
+        f"(+{statistics.median([(r['peak_kib'] - r['before_kib']) / 1024 for r in a_rss]):.0f}"
+        f" MiB) | {fmt([r['peak_kib'] / 1024 for r in d_rss], 'MiB')} "
+        f"(+{statistics.median([(r['peak_kib'] - r['before_kib']) / 1024 for r in d_rss]):.0f}"
+        " MiB) | - |",
+        "",
+    ]
+    fast, divi_validate = (
+        statistics.median(ac["check_circuit"]),
+        statistics.median(dc["validate_qasm"]),
+    )
+    rows.append(
+        (
+            "Validation (fast path vs divi's validate_qasm)",
+            f"{fast:,.0f}/s",
+            f"{divi_validate:,.0f}/s",
+            f"{divi_validate / fast:.3f}",
+            "-",
+        )
+    )
+    rows.append(
+        (
+            "Decode 20-bit, 1,000-outcome histograms",
+            f"{statistics.median(ac['decode']):,.0f}/s",
+            f"{statistics.median(dc['decode']):,.0f}/s",
+            f"{statistics.median(dc['decode']) / statistics.median(ac['decode']):.3f}",
+            "-",
+        )
+    )
+
+    if baseline is not None:
+        lines += before_after(baseline, data)
+
+    summary_lines = [
+        "## Summary",
+        "",
+        "| workload | asyncjob | divi | asyncjob/divi | goal |",
+        "| --- | ---: | ---: | ---: | --- |",
+        *[f"| {w} | {x} | {y} | {r} | {g} |" for w, x, y, r, g in rows],
+        "",
+        "Ratios are asyncjob time (or time per item) over divi's, from the same run; "
+        "lower is better for asyncjob.",
+        "",
+    ]
+    insert_at = lines.index("## 1. Submit: random 10-qubit circuits of 120 gates")
+    return "\n".join(lines[:insert_at] + summary_lines + lines[insert_at:]) + "\n"
+
+
+def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Rows comparing asyncjob's figures of a baseline run with this run."""
+    b, a = before["asyncjob"], after["asyncjob"]
+    out = [
+        "## Before/after the profile-driven fixes (asyncjob only)",
+        "",
+        "Profiles (pyinstrument, `bench/profile.py`): `profile_results.txt` (fetching 5,000 "
+        "results) and `profile_submit.txt` (the client-side work of submitting 5,000 circuits).",
+        "",
+        f"Before: {before['date']}; after: this run. Same machine and workloads.",
+        "",
+        "| figure | before | after | after/before |",
+        "| --- | --- | --- | ---: |",
+    ]
+    items: list[tuple[str, Callable[[dict[str, Any]], list[float]], str]] = [
+        ("results: fetch 5,000 (default)", lambda x: x["results"]["times"], "s"),
+        ("histogram decoding (20-bit)", lambda x: x["cpu"]["decode"], "results/s"),
+    ]
+    for size in ("1000", "5000"):
+        if size in b["submit"] and size in a["submit"]:
+            items.append((f"submit {size} circuits",
+                          lambda x, s=size: x["submit"][s]["times"], "s"))  # fmt: skip
+            items.append((f"client CPU, {size} circuits",
+                          lambda x, s=size: x["submit"][s]["client_cpu"], "s"))  # fmt: skip
+    for name, get, unit in items:
+        try:
+            bv, av = get(b), get(a)
+        except KeyError:
+            continue
+        out.append(f"| {name} | {fmt(bv, unit, digits=4)} | {fmt(av, unit, digits=4)} | "
+                   f"{ratio(av, bv):.3f} |")  # fmt: skip
+    return [*out, ""]
+
+
+def floor(data: dict[str, Any], size: int) -> list[float]:
+    return [2 * LATENCY + c for c in data["asyncjob"]["submit"][str(size)]["client_cpu"]]
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = data["plan"]["sizes"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    series = [
+        ("asyncjob", [data["asyncjob"]["submit"][str(s)]["times"] for s in sizes]),
+        ("qoro-divi", [data["divi"]["submit"][str(s)]["times"] for s in sizes]),
+        ("floor (2 latencies + asyncjob client CPU)", [floor(data, s) for s in sizes]),
+    ]
+    for (label, runs), style in zip(series, ("o-", "s-", "^:"), strict=True):
+        med = [statistics.median(r) for r in runs]
+        low = [m - min(r) for m, r in zip(med, runs, strict=True)]
+        high = [max(r) - m for m, r in zip(med, runs, strict=True)]
+        ax.errorbar(sizes, med, yerr=[low, high], fmt=style, capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("circuits per batch (10 qubits, 120 gates)")
+    ax.set_ylabel("time from call to job handle (s)")
+    ax.set_title(f"Submit time, local scheduler with {LATENCY * 1000:.0f} ms latency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--divi-python", required=True, help="python of a venv with qoro-divi")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR)
+    parser.add_argument("--baseline", type=Path, help="results.json of an earlier run")
+    parser.add_argument(
+        "--only", help="comma-separated workloads to run (the report needs all of them)"
+    )
+    parser.add_argument(
+        "--from-json", type=Path, help="only re-render the report and plot of a results.json"
+    )
+    parser.add_argument(
+        "--asyncjob-only", action="store_true", help="skip divi (with --only: a baseline)"
+    )
+    args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+        (args.out / "results.md").write_text(report(saved, baseline))
+        plot(saved, args.out / "submit_time.png")
+        return
+    started = time.monotonic()
+    p = plan(args.quick)
+    me = sys.executable
+    divi = str(Path(args.divi_python).absolute())
+    workdir = Path(tempfile.mkdtemp(prefix="asyncjob-bench-"))
+    histograms = workdir / "histograms.json"
+    write_histograms(histograms, p["histograms"])
+    env = {**os.environ, "ASYNCJOB_JOURNAL": str(workdir / "journal.sqlite3")}
+    data: dict[str, Any] = {
+        "quick": args.quick,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "versions": versions(divi),
+        "plan": p,
+        "asyncjob": {},
+        "divi": {},
+    }
+    cp = p["cpu"]
+    workloads: dict[str, dict[str, Any]] = {
+        "submit": {"sizes": p["sizes"], "repeats": p["submit_repeats"]},
+        "results": {"repeats": p["results_repeats"]},
+        "many_jobs": {**p["many_jobs"], "job_duration": JOB_DURATION},
+        "cancel": {"hang_time": HANG_TIME_CAP},
+        "cpu": {**cp, "seed": 77, "histograms": str(histograms)},
+    }
+    only = set(args.only.split(",")) if args.only else set(workloads) | {"rss"}
+    sides = (("asyncjob", me, ASYNCJOB_WORKER), ("divi", divi, DIVI_WORKER))
+    if args.asyncjob_only:
+        sides = sides[:1]
+    for name, params in workloads.items():
+        if name not in only:
+            continue
+        print(f"{name}:", flush=True)
+        for side, python, worker in sides:
+            extra = {"repeats": p["cancel"][side]} if name == "cancel" else {}
+            data[side][name] = call(
+                python, worker, {"workload": name, "python": me, **params, **extra}, env
+            )
+    if "rss" in only:
+        print("rss:", flush=True)
+        for side, python, worker in sides:
+            data[side]["rss"] = [
+                call(python, worker, {"workload": "rss", "histograms": str(histograms)}, env)
+                for _ in range(3)
+            ]
+    data["duration"] = time.monotonic() - started
+    data["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(data, indent=1))
+    if args.only or args.asyncjob_only:
+        print(f"partial run: raw data in {args.out / 'results.json'}")
+        return
+    if importlib.util.find_spec("pyinstrument") is not None:
+        print("profiles:", flush=True)
+        subprocess.run([me, str(BENCH_DIR / "profile.py"), "--out", str(args.out)], check=True)
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    (args.out / "results.md").write_text(report(data, baseline))
+    plot(data, args.out / "submit_time.png")
+    print(f"wrote {args.out / 'results.md'} and {args.out / 'submit_time.png'}")
+
+
+if __name__ == "__main__":
+    main()
