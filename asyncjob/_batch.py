@@ -65,6 +65,8 @@ def normalise_circuits(circuits: object) -> list[tuple[str, str]]:
             raise TypeError(f"circuit labels must be str, got {type(label).__name__}")
         if not label:
             raise ValueError("circuit labels must not be empty")
+        if not label.isascii() and not _is_utf8(label):
+            raise ValueError(f"circuit label {label!r} is not valid text (a lone surrogate)")
         if label in seen:
             raise ValueError(f"duplicate circuit label {label!r}")
         seen.add(label)
@@ -73,6 +75,15 @@ def normalise_circuits(circuits: object) -> list[tuple[str, str]]:
                 f"circuit {label!r} must be an OpenQASM source str, got {type(source).__name__}"
             )
     return [(str(label), str(source)) for label, source in items]
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text that cannot be sent: it holds lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def compress_ham_ops(ham_ops: str) -> str:

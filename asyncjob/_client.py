@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -96,6 +96,7 @@ class AsyncJobClient:
         self._transport = Transport(self._config)
         self._labels: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._journal_db: Journal | None = None
+        self._journal_lock = threading.Lock()
         self._seen: dict[str, JobStatus] = {}
 
     @classmethod
@@ -106,6 +107,7 @@ class AsyncJobClient:
         client._transport = Transport(config)
         client._labels = OrderedDict()
         client._journal_db = None
+        client._journal_lock = threading.Lock()
         client._seen = {}
         return client
 
@@ -219,7 +221,25 @@ class AsyncJobClient:
                     except AsyncJobError:
                         pass
             raise
-        return _job_id_field(response)
+        with self._token_scrubbed():
+            return _job_id_field(response)
+
+    @contextlib.contextmanager
+    def _token_scrubbed(self) -> Iterator[None]:
+        """A `ProtocolError` quoting what the server sent never quotes the token.
+
+        A server (or proxy) may echo the Authorization header back in any field.
+        The message is scrubbed in place: a new error would chain the old one.
+        """
+        token = self._config.token
+        try:
+            yield
+        except ProtocolError as exc:
+            if token in str(exc):
+                exc.args = tuple(
+                    arg.replace(token, "***") if isinstance(arg, str) else arg for arg in exc.args
+                )
+            raise
 
     async def _upload(
         self,
@@ -279,25 +299,33 @@ class AsyncJobClient:
 
     async def _journal(self) -> Journal | None:
         if self._journal_db is None and self._config.journal is not None:
-            self._journal_db = await anyio.to_thread.run_sync(Journal, self._config.journal)
+            await anyio.to_thread.run_sync(self._open_journal)
         return self._journal_db
+
+    def _open_journal(self) -> Journal | None:
+        """Open the journal once, however many tasks or threads ask at the same time.
+
+        Two connections switching one file to WAL at once can fail "database is locked".
+        """
+        with self._journal_lock:
+            if self._journal_db is None and self._config.journal is not None:
+                self._journal_db = Journal(self._config.journal)
+            return self._journal_db
 
     @property
     def journal(self) -> Journal | None:
         """The job journal (None when disabled); opened on first use."""
-        if self._journal_db is None and self._config.journal is not None:
-            self._journal_db = Journal(self._config.journal)
-        return self._journal_db
+        return self._open_journal()
 
     async def _record(self, what: str, *args: Any) -> None:
-        """Update the journal; a journal that cannot be written is logged, not fatal."""
-        journal = await self._journal()
-        if journal is None:
-            return
+        """Update the journal; a journal that cannot be opened or written is logged, not fatal."""
         try:
+            journal = await self._journal()
+            if journal is None:
+                return
             await anyio.to_thread.run_sync(getattr(journal, what), *args)
         except sqlite3.Error as exc:
-            logger.warning("journal %s: could not record %s: %s", journal.path, what, exc)
+            logger.warning("journal %s: could not record %s: %s", self._config.journal, what, exc)
 
     async def resume(
         self, execution_result: ExecutionResult | str, *, finish: bool = True
@@ -409,7 +437,8 @@ class AsyncJobClient:
         """One status request: the response and the parsed status."""
         job_id = job_id_of(execution_result)
         response = await self._transport.request("GET", job_path(job_id, "status/"))
-        status = JobStatus.from_wire(_field(response, "status", str))
+        with self._token_scrubbed():
+            status = JobStatus.from_wire(_field(response, "status", str))
         if self._seen.get(job_id) is not status:
             self._seen[job_id] = status
             await self._record("status", self._config.base_url, job_id, status.value)
@@ -428,67 +457,97 @@ class AsyncJobClient:
         job_id = job_id_of(execution_result)
         path = job_path(job_id, "resultsV2/")
         size = self._config.limits.results_page_size
-        try:
-            first = await self._transport.request("GET", path, params={"limit": size, "offset": 0})
-        except BadRequestError:
-            _, status = await self.get_status(job_id)
-            if status is not JobStatus.COMPLETED:
-                raise JobNotCompleteError(job_id, status.value) from None
-            raise
-        page, entries = await _decoded_page(first, job_id)
-        count = page.get("count")
-        if isinstance(count, int) and not isinstance(count, bool) and count > len(entries):
-            if page.get("next") is not None:
-                self._transport.same_origin_path(str(page["next"]))
-            entries.extend(await self._fetch_pages(job_id, path, size, len(entries), count))
-        else:
-            link = page.get("next")
-            while link is not None:
-                response = await self._transport.request(
-                    "GET", self._transport.same_origin_path(str(link))
+        with self._token_scrubbed():
+            try:
+                first = await self._transport.request(
+                    "GET", path, params={"limit": size, "offset": 0}
                 )
-                page, more = await _decoded_page(response, job_id)
-                entries.extend(more)
-                link = page.get("next")
-        results = await self._order(job_id, entries)
+            except BadRequestError:
+                _, status = await self.get_status(job_id)
+                if status is not JobStatus.COMPLETED:
+                    raise JobNotCompleteError(job_id, status.value) from None
+                raise
+            page, entries = await _decoded_page(first, job_id)
+            labels: set[str] = set()
+            _new_labels(job_id, labels, entries)
+            expected = await self._submitted_labels(job_id)
+            count = _results_count(page, job_id, expected)
+            if count is not None and count > len(entries):
+                if not entries:
+                    raise ProtocolError(f"job {job_id}: first results page is empty of {count}")
+                if page.get("next") is not None:
+                    self._transport.same_origin_path(str(page["next"]))
+                # The first page's length is the page size the server really uses.
+                step = len(entries)
+                entries.extend(
+                    await self._fetch_pages(job_id, path, step, len(entries), count, labels)
+                )
+            else:
+                await self._follow_pages(job_id, page.get("next"), entries, expected, labels)
+            if count is not None and len(entries) != count:
+                raise ProtocolError(
+                    f"job {job_id}: the server counts {count} results but sent {len(entries)}"
+                )
+            results = _in_order(job_id, entries, expected)
         await self._record("results", self._config.base_url, job_id, results)
         handle = execution_result if isinstance(execution_result, ExecutionResult) else None
         return (handle or ExecutionResult(job_id=job_id)).with_results(results)
 
     async def _fetch_pages(
-        self, job_id: str, path: str, size: int, start: int, count: int
+        self, job_id: str, path: str, size: int, start: int, count: int, labels: set[str]
     ) -> list[dict[str, Any]]:
+        """The pages from `start` to `count`, by a few workers (not one task per page).
+
+        A page that brings nothing new (no entry, or a label already seen) is
+        refused at once, so a forged `count` cannot keep the client busy.
+        """
         offsets = range(start, count, size)
         pages: dict[int, list[dict[str, Any]]] = {}
+        todo = iter(offsets)
 
-        async def fetch(offset: int) -> None:
-            response = await self._transport.request(
-                "GET", path, params={"limit": size, "offset": offset}
-            )
-            _, pages[offset] = await _decoded_page(response, job_id)
+        async def worker(number: int) -> None:
+            for offset in todo:  # shared: each offset is taken by one worker
+                response = await self._transport.request(
+                    "GET", path, params={"limit": size, "offset": offset}
+                )
+                _, entries = await _decoded_page(response, job_id)
+                if not entries:
+                    raise ProtocolError(
+                        f"job {job_id}: results page at offset {offset} is empty of {count}"
+                    )
+                _new_labels(job_id, labels, entries)
+                pages[offset] = entries
 
-        await _run_bounded(fetch, offsets, self._config.limits.results_concurrency)
+        workers = min(self._config.limits.results_concurrency, len(offsets))
+        await _run_bounded(worker, range(workers), workers)
         return [entry for offset in offsets for entry in pages[offset]]
 
-    async def _order(self, job_id: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Results in submission order; missing, duplicate or unknown labels are refused."""
-        by_label: dict[str, dict[str, Any]] = {}
-        for entry in entries:
-            label = entry["label"]
-            if label in by_label:
-                raise ProtocolError(f"job {job_id}: label {label!r} appears twice in results")
-            by_label[label] = entry
-        expected = await self._submitted_labels(job_id)
-        if expected is None:
-            return entries
-        missing = [label for label in expected if label not in by_label]
-        unknown = sorted(set(by_label) - set(expected))
-        if missing or unknown:
-            raise ProtocolError(
-                f"job {job_id}: results do not match the submission "
-                f"(missing {missing[:5]}, unknown {unknown[:5]})"
-            )
-        return [by_label[label] for label in expected]
+    async def _follow_pages(
+        self,
+        job_id: str,
+        link: object,
+        entries: list[dict[str, Any]],
+        expected: tuple[str, ...] | None,
+        labels: set[str],
+    ) -> None:
+        """Follow `next` links (same origin only) until there is none; no loops, no padding."""
+        followed: set[str] = set()
+        while link is not None:
+            url = str(link)
+            if url in followed:
+                raise ProtocolError(f"job {job_id}: results pagination loops")
+            followed.add(url)
+            response = await self._transport.request("GET", self._transport.same_origin_path(url))
+            page, more = await _decoded_page(response, job_id)
+            link = page.get("next")
+            if not more and link is not None:
+                raise ProtocolError(f"job {job_id}: empty results page with a next link")
+            _new_labels(job_id, labels, more)
+            entries.extend(more)
+            if expected is not None and len(entries) > len(expected):
+                raise ProtocolError(
+                    f"job {job_id}: more results than the {len(expected)} circuits submitted"
+                )
 
     async def _submitted_labels(self, job_id: str) -> tuple[str, ...] | None:
         """The labels in submission order, from memory or else from the journal."""
@@ -610,6 +669,50 @@ async def _run_bounded(
                 tg.start_soon(run, item)
     except BaseExceptionGroup as group:
         raise _first_leaf(group) from None
+
+
+def _results_count(
+    page: dict[str, Any], job_id: str, expected: tuple[str, ...] | None
+) -> int | None:
+    """The page's `count` when it is an int; it must be the number of circuits submitted."""
+    count = page.get("count")
+    if not isinstance(count, int) or isinstance(count, bool):
+        return None
+    if count < 0 or (expected is not None and count != len(expected)):
+        shown = "" if expected is None else f" for the {len(expected)} circuits submitted"
+        raise ProtocolError(f"job {job_id}: the server counts {count} results{shown}")
+    return count
+
+
+def _new_labels(job_id: str, labels: set[str], entries: list[dict[str, Any]]) -> None:
+    """Add the labels of a page to `labels`; one seen before is refused at once."""
+    for entry in entries:
+        label = entry["label"]
+        if label in labels:
+            raise ProtocolError(f"job {job_id}: label {label!r} appears twice in results")
+        labels.add(label)
+
+
+def _in_order(
+    job_id: str, entries: list[dict[str, Any]], expected: tuple[str, ...] | None
+) -> list[dict[str, Any]]:
+    """Results in submission order; missing, duplicate or unknown labels are refused."""
+    by_label: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        label = entry["label"]
+        if label in by_label:
+            raise ProtocolError(f"job {job_id}: label {label!r} appears twice in results")
+        by_label[label] = entry
+    if expected is None:
+        return entries
+    missing = [label for label in expected if label not in by_label]
+    unknown = sorted(set(by_label) - set(expected))
+    if missing or unknown:
+        raise ProtocolError(
+            f"job {job_id}: results do not match the submission "
+            f"(missing {missing[:5]}, unknown {unknown[:5]})"
+        )
+    return [by_label[label] for label in expected]
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -113,7 +113,7 @@ class Response:
         """The body parsed as JSON; a malformed body is a `ProtocolError`."""
         try:
             return json.loads(self.text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise ProtocolError(
                 f"{self.method} {self.path} answered {self.status_code} with a body "
                 f"that is not JSON"

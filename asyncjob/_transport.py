@@ -165,6 +165,7 @@ class Transport:
         path = url.path
         start = time.perf_counter()
         self.requests_sent += 1
+        malformed = False
         try:
             # One deadline for the whole exchange, connecting and body read included.
             with anyio.fail_after(timeout.request):
@@ -190,10 +191,15 @@ class Transport:
             ) from exc
         except aiohttp.ClientPayloadError as exc:
             raise ConnectionFailedError(f"{method} {path}: response body cut short") from exc
+        except aiohttp.ClientResponseError:
+            # Its repr shows the request's headers, the token among them: not chained.
+            malformed = True
         except aiohttp.ClientError as exc:
             raise ConnectionFailedError(
                 f"{method} {path}: connection failed ({type(exc).__name__})"
             ) from exc
+        if malformed:
+            raise ConnectionFailedError(f"{method} {path}: the answer is not valid HTTP")
         logger.debug(
             "%s %s -> %s in %.1f ms",
             method,
@@ -252,7 +258,7 @@ def short_message(response: Response, token: str) -> str:
     message = ""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         data = None
     if isinstance(data, dict):
         detail = data.get("detail", data.get("error", data.get("message")))

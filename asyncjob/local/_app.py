@@ -97,6 +97,15 @@ def _unpack(value: object, what: str) -> str:
         raise _BadRequest(f"{what}: not base64(gzip(utf-8 OpenQASM)): {exc}") from None
 
 
+def _is_text(value: str) -> bool:
+    """False for a string with lone surrogates (JSON allows them; UTF-8 does not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _sparse_to_dense(term: str, n_qubits: int) -> str:
     if term == "I":
         return "I" * n_qubits
@@ -447,8 +456,8 @@ class _App:
                 raise _BadRequest("circuits must be a non-empty object label -> circuit")
             out: dict[str, str] = {}
             for label, packed in circuits.items():
-                if not label:
-                    raise _BadRequest("circuit labels must be non-empty strings")
+                if not label or not _is_text(label):
+                    raise _BadRequest("circuit labels must be non-empty, valid UTF-8 strings")
                 out[label] = _unpack(packed, f"circuit {label!r}")
             return out
         if "circuit_template" in body:
@@ -463,7 +472,12 @@ class _App:
             for row in rows:
                 label = row.get("label") if isinstance(row, dict) else None
                 values = row.get("values") if isinstance(row, dict) else None
-                if not isinstance(label, str) or not label or not isinstance(values, list):
+                if (
+                    not isinstance(label, str)
+                    or not label
+                    or not _is_text(label)
+                    or not isinstance(values, list)
+                ):
                     raise _BadRequest(f"parameter_sets entry {row!r} is not {{label, values}}")
                 if label in out:
                     raise _BadRequest(f"duplicate label {label!r} in the chunk")
