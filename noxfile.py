@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.default_venv_backend = "venv"
 
 PYTHON = "3.11"
+DIVI = "qoro-divi==0.15.1"
+"""The divi release `nox -s bench` compares with."""
 
 
 @nox.session(python=PYTHON)
@@ -30,3 +35,36 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".[test]", "mypy")
     session.run("mypy", "--strict", "asyncjob")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """asyncjob vs qoro-divi on the local scheduler: bench/results.md and bench/submit_time.png.
+
+    qoro-divi gets a venv of its own (.nox/bench-divi, reused when present), since
+    the two clients' dependencies must not mix. Arguments go to bench/run.py,
+    e.g. `nox -s bench -- --quick`.
+    """
+    session.install("-e", ".", "matplotlib", "pyinstrument")
+    divi_venv = Path(".nox") / "bench-divi"
+    divi_python = divi_venv / "bin" / "python"
+    if not divi_python.exists():
+        session.run("python", "-m", "venv", str(divi_venv))
+    # openqasm3: the bare-parser row of the CPU table is measured in both venvs.
+    divi_deps = [DIVI, "openqasm3[parser]"]
+    check = subprocess.run([str(divi_python), "-c", "import divi, openqasm3"], capture_output=True)
+    if check.returncode != 0:
+        session.run(str(divi_python), "-m", "pip", "install", "--quiet", *divi_deps, external=True)
+    session.run("python", "bench/run.py", "--divi-python", str(divi_python), *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The reliability soak: 500 jobs through a faulty local scheduler; bench/reliability.md.
+
+    502/503s, 429s, resets and hangs on 127.0.0.1; fails if any job is lost, wrong,
+    duplicated or left un-finalized. A few minutes at most. Arguments go to
+    bench/soak.py, e.g. `nox -s soak -- --jobs 100`.
+    """
+    session.install("-e", ".")
+    session.run("python", "bench/soak.py", "--out", "bench/reliability.md", *session.posargs)
