@@ -410,6 +410,7 @@ class AsyncJobClient:
         attempt = 0
         while True:
             attempt += 1
+            sent = anyio.current_time()
             response, status = await self.get_status(job_id)
             if verbose:
                 logger.info("job %s: %s (poll %d)", job_id, status.value, attempt)
@@ -421,15 +422,16 @@ class AsyncJobClient:
                 progress_callback(attempt, status.value)
             if not loop:
                 return status
-            delay = policy.delay(attempt)
             if policy.max_retries is not None and attempt >= policy.max_retries:
                 raise MaxRetriesReachedError(job_id, attempt, status.value)
+            # Polls start one interval apart (not one interval after each answer),
+            # so the request's own latency does not stretch the period.
+            wake = sent + policy.delay(attempt)
             if deadline is not None:
-                remaining = deadline - anyio.current_time()
-                if remaining <= 0:
+                if anyio.current_time() >= deadline:
                     raise MaxRetriesReachedError(job_id, attempt, status.value)
-                delay = min(delay, remaining)
-            await anyio.sleep(delay)
+                wake = min(wake, deadline)
+            await anyio.sleep(max(0.0, wake - anyio.current_time()))
 
     async def get_status(
         self, execution_result: ExecutionResult | str
@@ -489,7 +491,8 @@ class AsyncJobClient:
                     f"job {job_id}: the server counts {count} results but sent {len(entries)}"
                 )
             results = _in_order(job_id, entries, expected)
-        await self._record("results", self._config.base_url, job_id, results)
+        if self._config.journal_results:
+            await self._record("results", self._config.base_url, job_id, results)
         handle = execution_result if isinstance(execution_result, ExecutionResult) else None
         return (handle or ExecutionResult(job_id=job_id)).with_results(results)
 

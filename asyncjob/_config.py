@@ -109,7 +109,7 @@ class Limits:
     """Size of the connection pool shared by every request of one client."""
     upload_concurrency: int = attrs.field(default=8, validator=_at_least_one)
     """Non-final chunks of one submission uploaded at once."""
-    results_concurrency: int = attrs.field(default=8, validator=_at_least_one)
+    results_concurrency: int = attrs.field(default=16, validator=_at_least_one)
     """Result pages of one job fetched at once."""
     results_page_size: int = attrs.field(default=100, validator=_at_least_one)
     """Results asked per page."""
@@ -164,6 +164,7 @@ class ClientConfig:
     allow_insecure_http: bool = False
     full_qasm_check: bool = False
     journal: str | None = None
+    journal_results: bool = False
 
     OPTIONS = (
         "timeout",
@@ -186,6 +187,7 @@ class ClientConfig:
         "allow_insecure_http",
         "full_qasm_check",
         "journal",
+        "journal_results",
     )
 
     @classmethod
@@ -264,6 +266,7 @@ class ClientConfig:
             allow_insecure_http=allow_http,
             full_qasm_check=bool(options.get("full_qasm_check", False)),
             journal=_journal_path(options.get("journal")),
+            journal_results=bool(options.get("journal_results", False)),
         )
 
 

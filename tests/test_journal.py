@@ -225,3 +225,18 @@ async def test_resume_can_cancel_an_interrupted_submission(tmp_path: Path) -> No
     entry = Journal(path).find(BASE, "j1")
     assert entry is not None
     assert entry.state == ABANDONED
+
+
+async def test_results_are_journaled_only_when_asked(tmp_path: Path) -> None:
+    page = {"next": None, "results": [{"label": "a", "results": {"v": 1}}]}
+    for keep in (False, True):
+        path = tmp_path / f"j{keep}.sqlite3"
+        async with AsyncJobClient(BASE, TOKEN, journal=path, journal_results=keep) as client:
+            with aioresponses() as m:
+                m.post(INIT, payload={"job_id": "j1"})
+                m.post(ADD, payload={})
+                m.get(BASE + "job/j1/resultsV2/?limit=100&offset=0", payload=page)
+                handle = await client.submit_circuits({"a": BELL})
+                await client.get_job_results(handle)
+        stored = Journal(path).stored_results(BASE, "j1")
+        assert stored == ([{"label": "a", "results": {"v": 1}}] if keep else None)
