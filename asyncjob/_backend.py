@@ -285,8 +285,8 @@ class JobBackend:
 
     @property
     def journal(self) -> Journal | None:
-        """The job journal of this backend's configuration (None when disabled)."""
-        return None if self._config.journal is None else Journal(self._config.journal)
+        """The job journal of this backend's client (None when disabled)."""
+        return self._running().client.journal
 
     # -- plumbing ---------------------------------------------------------
 

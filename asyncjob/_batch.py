@@ -139,14 +139,23 @@ class Submission:
                 size += entry
                 end += 1
             body = self._body(encoded, start, end)
-            while len(_dumps(body)) > max_bytes and end - start > 1:
-                end -= 1
-                body = self._body(encoded, start, end)
             if len(_dumps(body)) > max_bytes:
-                raise PayloadTooLargeError(
-                    f"circuit {self.labels[start]!r} is {len(encoded[start])} bytes once "
-                    f"encoded, over the {max_bytes}-byte request limit"
-                )
+                # The estimate leaves out per-chunk extras (re-based shot_groups):
+                # find the longest chunk that fits by bisection, not one by one.
+                fits, too_long = start, end
+                while too_long - fits > 1:
+                    middle = (fits + too_long) // 2
+                    if len(_dumps(self._body(encoded, start, middle))) <= max_bytes:
+                        fits = middle
+                    else:
+                        too_long = middle
+                if fits == start:
+                    raise PayloadTooLargeError(
+                        f"circuit {self.labels[start]!r} is {len(encoded[start])} bytes once "
+                        f"encoded, over the {max_bytes}-byte request limit"
+                    )
+                end = fits
+                body = self._body(encoded, start, end)
             bodies.append(body)
             start = end
         return bodies

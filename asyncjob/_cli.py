@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 
@@ -268,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"asyncjob: error: {exc}", file=sys.stderr)
         return 2
-    except (AsyncJobError, ValueError, TypeError, LookupError, OSError) as exc:
+    except (AsyncJobError, ValueError, TypeError, LookupError, OSError, sqlite3.Error) as exc:
         print(f"asyncjob: error: {exc}", file=sys.stderr)
         return 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 import threading
 import uuid
@@ -44,7 +45,8 @@ T = TypeVar("T")
 _THREAD_THRESHOLD = 16
 """Batches larger than this are validated and encoded off the event loop."""
 _CLEANUP_TIMEOUT = 5.0
-_KNOWN_LABELS = 1024
+_KNOWN_LABELS = 16384
+"""Jobs whose labels (and last seen status) are kept in memory; the journal keeps the rest."""
 
 
 @attrs.frozen
@@ -54,7 +56,8 @@ class JobOutcome:
     handle: ExecutionResult
     status: JobStatus
     result: ExecutionResult | None = None
-    error: AsyncJobError | None = None
+    error: Exception | None = None
+    """Why following this job failed: an `AsyncJobError`, or a `ValueError` for a bad handle."""
 
 
 def job_id_of(execution_result: ExecutionResult | str) -> str:
@@ -92,23 +95,22 @@ class AsyncJobClient:
         shots: int = 1000,
         **options: Any,
     ) -> None:
-        self._config = ClientConfig.build(base_url, token, shots, **options)
-        self._transport = Transport(self._config)
+        self._setup(ClientConfig.build(base_url, token, shots, **options))
+
+    def _setup(self, config: ClientConfig) -> None:
+        self._config = config
+        self._transport = Transport(config)
         self._labels: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._seen: OrderedDict[str, JobStatus] = OrderedDict()
         self._journal_db: Journal | None = None
+        self._journal_broken = False
         self._journal_lock = threading.Lock()
-        self._seen: dict[str, JobStatus] = {}
 
     @classmethod
     def from_config(cls, config: ClientConfig) -> AsyncJobClient:
         """A client for an already validated configuration."""
         client = cls.__new__(cls)
-        client._config = config
-        client._transport = Transport(config)
-        client._labels = OrderedDict()
-        client._journal_db = None
-        client._journal_lock = threading.Lock()
-        client._seen = {}
+        client._setup(config)
         return client
 
     @property
@@ -171,16 +173,14 @@ class AsyncJobClient:
         chunks[-1] = attrs.evolve(chunks[-1], body={**chunks[-1].body, "finalized": "true"})
         key = _new_key()
         options = {"init": submission.init_body, "ordered": submission.ordered_upload}
-        journal = await self._journal()
-        if journal is not None:
-            await anyio.to_thread.run_sync(
-                journal.begin,
-                key,
-                self._config.base_url,
-                submission.labels,
-                options,
-                [(chunk.chunk_key, chunk.body) for chunk in chunks],
-            )
+        await self._record(
+            "begin",
+            key,
+            self._config.base_url,
+            submission.labels,
+            options,
+            [(chunk.chunk_key, chunk.body) for chunk in chunks],
+        )
         job_id = await self._init(key, submission.init_body)
         self._remember_labels(job_id, submission.labels)
         await self._upload(key, job_id, chunks, ordered=submission.ordered_upload, created=True)
@@ -211,8 +211,10 @@ class AsyncJobClient:
                 "POST", "job/init/", body=init_body, idempotency_key=key
             )
         except BaseException as exc:
-            if not _outcome_known(exc):
-                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT):
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT):
+                if _outcome_known(exc):
+                    await self._record("abandoned", key)
+                else:
                     try:
                         response = await self._transport.request(
                             "POST", "job/init/", body=init_body, idempotency_key=key
@@ -231,14 +233,13 @@ class AsyncJobClient:
         A server (or proxy) may echo the Authorization header back in any field.
         The message is scrubbed in place: a new error would chain the old one.
         """
-        token = self._config.token
         try:
             yield
         except ProtocolError as exc:
-            if token in str(exc):
-                exc.args = tuple(
-                    arg.replace(token, "***") if isinstance(arg, str) else arg for arg in exc.args
-                )
+            exc.args = tuple(
+                _scrub(arg, self._config.token) if isinstance(arg, str) else arg
+                for arg in exc.args
+            )
             raise
 
     async def _upload(
@@ -298,7 +299,11 @@ class AsyncJobClient:
     # -- journal ------------------------------------------------------------
 
     async def _journal(self) -> Journal | None:
-        if self._journal_db is None and self._config.journal is not None:
+        if (
+            self._journal_db is None
+            and self._config.journal is not None
+            and not (self._journal_broken)
+        ):
             await anyio.to_thread.run_sync(self._open_journal)
         return self._journal_db
 
@@ -308,8 +313,14 @@ class AsyncJobClient:
         Two connections switching one file to WAL at once can fail "database is locked".
         """
         with self._journal_lock:
-            if self._journal_db is None and self._config.journal is not None:
-                self._journal_db = Journal(self._config.journal)
+            path = self._config.journal
+            if self._journal_db is None and path is not None and not self._journal_broken:
+                try:
+                    self._journal_db = Journal(path)
+                except (OSError, sqlite3.Error) as exc:
+                    # A read-only home must not stop anyone from running jobs.
+                    self._journal_broken = True
+                    logger.warning("journal %s cannot be opened (%s); not journaling", path, exc)
             return self._journal_db
 
     @property
@@ -324,7 +335,7 @@ class AsyncJobClient:
             if journal is None:
                 return
             await anyio.to_thread.run_sync(getattr(journal, what), *args)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             logger.warning("journal %s: could not record %s: %s", self._config.journal, what, exc)
 
     async def resume(
@@ -337,26 +348,23 @@ class AsyncJobClient:
         server never acknowledged (with their original idempotency keys), or,
         with `finish=False`, cancelled. Accepts a job id or a submission key.
         """
-        ref = (
-            execution_result.job_id
-            if isinstance(execution_result, ExecutionResult)
-            else (execution_result)
-        )
+        ref = getattr(execution_result, "job_id", execution_result)
         journal = await self._journal()
-        if not ref or journal is None:
+        if not isinstance(ref, str) or not ref or journal is None:
             raise LookupError("resume needs a job id and an enabled journal")
         entry = await anyio.to_thread.run_sync(journal.find, self._config.base_url, ref)
         if entry is None:
             raise LookupError(f"job {ref!r} is not in the journal {journal.path}")
         job_id = entry.job_id
         if entry.interrupted:
-            init_body = entry.options["init"]
+            # Everything that can wait happens before the job may be (re)created, so
+            # no cancellation point sits between its creation and the upload's guard.
+            pending = await anyio.to_thread.run_sync(journal.pending_chunks, entry.key)
             created = job_id is None
             if job_id is None:
-                job_id = await self._init(entry.key, init_body)
+                job_id = await self._init(entry.key, entry.options["init"])
             self._remember_labels(job_id, entry.labels)
             if finish:
-                pending = await anyio.to_thread.run_sync(journal.pending_chunks, entry.key)
                 await self._upload(
                     entry.key,
                     job_id,
@@ -365,9 +373,10 @@ class AsyncJobClient:
                     created=created,
                 )
             else:
-                await self._cancel(job_id)
-                await self._record("abandoned", entry.key)
-        assert job_id is not None
+                with anyio.CancelScope(shield=True):
+                    await self._abandon(job_id, entry.key)
+        if job_id is None:  # an init that never got through, abandoned earlier
+            raise LookupError(f"submission {ref!r} never created a job")
         self._remember_labels(job_id, entry.labels)
         return ExecutionResult(job_id=job_id)
 
@@ -408,10 +417,16 @@ class AsyncJobClient:
         policy = self._config.polling
         deadline = None if policy.deadline is None else anyio.current_time() + policy.deadline
         attempt = 0
+        last = "unknown"
         while True:
             attempt += 1
             sent = anyio.current_time()
-            response, status = await self.get_status(job_id)
+            # The deadline bounds the request in flight too, retries included.
+            with anyio.move_on_after(math.inf if deadline is None else deadline - sent) as wait:
+                response, status = await self.get_status(job_id)
+            if wait.cancelled_caught:
+                raise MaxRetriesReachedError(job_id, attempt - 1, last)
+            last = status.value
             if verbose:
                 logger.info("job %s: %s (poll %d)", job_id, status.value, attempt)
             if status.is_terminal:
@@ -442,10 +457,10 @@ class AsyncJobClient:
         with self._token_scrubbed():
             status = JobStatus.from_wire(_field(response, "status", str))
         if self._seen.get(job_id) is not status:
-            self._seen[job_id] = status
+            _remember(self._seen, job_id, status)
             await self._record("status", self._config.base_url, job_id, status.value)
             if status.is_terminal:
-                del self._seen[job_id]
+                self._seen.pop(job_id, None)
         return response, status
 
     # -- results ----------------------------------------------------------
@@ -563,9 +578,7 @@ class AsyncJobClient:
         return labels
 
     def _remember_labels(self, job_id: str, labels: tuple[str, ...]) -> None:
-        self._labels[job_id] = labels
-        while len(self._labels) > _KNOWN_LABELS:
-            self._labels.popitem(last=False)
+        _remember(self._labels, job_id, labels)
 
     # -- cancel -----------------------------------------------------------
 
@@ -640,8 +653,9 @@ class AsyncJobClient:
                     if fetch_results and status is JobStatus.COMPLETED:
                         result = await self.get_job_results(handle)
                     outcome = JobOutcome(handle, status, result)
-                except AsyncJobError as exc:
-                    outcome = JobOutcome(handle, status, None, exc)
+                except (AsyncJobError, ValueError) as exc:
+                    last = self._seen.get(str(getattr(handle, "job_id", "")), status)
+                    outcome = JobOutcome(handle, last, None, exc)
                 await send.send(outcome)
 
         async with anyio.create_task_group() as tg, receive:
@@ -699,13 +713,8 @@ def _new_labels(job_id: str, labels: set[str], entries: list[dict[str, Any]]) ->
 def _in_order(
     job_id: str, entries: list[dict[str, Any]], expected: tuple[str, ...] | None
 ) -> list[dict[str, Any]]:
-    """Results in submission order; missing, duplicate or unknown labels are refused."""
-    by_label: dict[str, dict[str, Any]] = {}
-    for entry in entries:
-        label = entry["label"]
-        if label in by_label:
-            raise ProtocolError(f"job {job_id}: label {label!r} appears twice in results")
-        by_label[label] = entry
+    """Results in submission order; missing or unknown labels are refused."""
+    by_label = {entry["label"]: entry for entry in entries}  # labels are unique: _new_labels
     if expected is None:
         return entries
     missing = [label for label in expected if label not in by_label]
@@ -721,6 +730,23 @@ def _in_order(
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _remember(memory: OrderedDict[str, T], key: str, value: T) -> None:
+    """Store `value`, forgetting the oldest entries beyond `_KNOWN_LABELS`."""
+    memory[key] = value
+    memory.move_to_end(key)
+    while len(memory) > _KNOWN_LABELS:
+        memory.popitem(last=False)
+
+
+def _scrub(text: str, token: str) -> str:
+    """`text` without the token, nor any prefix of it that a length cap may have left."""
+    text = text.replace(token, "***")
+    for size in range(len(token) - 1, min(8, len(token)) - 1, -1):
+        if token[:size] in text:
+            text = text.replace(token[:size], "***")
+    return text
 
 
 def _outcome_known(exc: BaseException) -> bool:

@@ -191,3 +191,17 @@ class TestChunking:
         noise = base64.b64encode(os.urandom(3000)).decode()
         with pytest.raises(PayloadTooLargeError, match="'big'"):
             s.chunk_bodies([noise], 1000)
+
+
+def test_one_shot_group_per_circuit_chunks_under_the_cap() -> None:
+    circuits = {f"c{i:03d}": BELL + f"// {i}\n" for i in range(300)}
+    s = sub(circuits, shot_groups=[[i, i + 1, 10 + i] for i in range(300)])
+    bodies = s.chunk_bodies([encode_circuit(x) for x in s.sources], 4000)
+    assert len(bodies) > 5
+    offset = 0
+    for body in bodies:
+        assert len(json.dumps(body, separators=(",", ":")).encode()) <= 4000
+        n = len(body["circuits"])
+        assert body["shot_groups"] == [[k, k + 1, 10 + offset + k] for k in range(n)]
+        offset += n
+    assert offset == 300

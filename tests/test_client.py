@@ -698,3 +698,69 @@ async def test_unusable_job_id_from_server_is_protocol_error(client: AsyncJobCli
         with pytest.raises(ProtocolError, match="unusable job id"):
             await client.submit_circuits({"a": BELL})
         assert all_calls(m) == 1
+
+
+async def test_token_cut_short_in_a_message_is_still_scrubbed() -> None:
+    token = "T" * 20 + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
+    async with AsyncJobClient(BASE, token) as client:
+        with aioresponses() as m:
+            m.get(status_url(), payload={"status": f"weird {token} status"})
+            with pytest.raises(ProtocolError) as info:
+                await client.poll_job_status("j1")
+    assert token[:12] not in str(info.value)
+    assert "***" in str(info.value)
+
+
+async def test_an_unusable_journal_is_skipped_not_fatal(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    async with AsyncJobClient(BASE, TOKEN, journal=blocker / "sub" / "j.sqlite3") as client:
+        with aioresponses() as m, caplog.at_level("WARNING", logger="asyncjob"):
+            m.post(INIT, payload={"job_id": "j1"})
+            m.post(add_url(), payload={})
+            m.get(status_url(), payload={"status": "RUNNING"})
+            handle = await client.submit_circuits({"a": BELL})
+            assert await client.poll_job_status(handle) is JobStatus.RUNNING
+        assert client.journal is None
+    assert sum("cannot be opened" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_refused_init_is_journaled_as_abandoned(client: AsyncJobClient) -> None:
+    with aioresponses() as m:
+        m.post(INIT, status=401, payload={"detail": "bad token"})
+        with pytest.raises(AuthenticationError):
+            await client.submit_circuits({"a": BELL})
+    journal = client.journal
+    assert journal is not None
+    (entry,) = journal.entries()
+    assert entry.state == "abandoned"
+    assert not entry.interrupted
+
+
+async def test_as_completed_reports_a_bad_handle_instead_of_raising(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.get(status_url(), payload={"status": "COMPLETED"})
+        m.get(results_url(), payload={"next": None, "results": [histogram_entry("a", {"1": 2})]})
+        handles = [ExecutionResult(job_id="j1"), ExecutionResult(results=[])]
+        async with client.as_completed(handles) as outcomes:
+            got = [o async for o in outcomes]
+    errors = [o.error for o in got if o.error is not None]
+    assert len(got) == 2
+    assert len(errors) == 1
+    assert isinstance(errors[0], ValueError)
+
+
+async def test_deadline_bounds_a_request_in_flight() -> None:
+    async def hang(url: URL, **kwargs: Any) -> CallbackResult:
+        await anyio.sleep(30)
+        raise AssertionError("not reached")
+
+    async with AsyncJobClient(BASE, TOKEN, timeout=60, deadline=0.1) as client:
+        with aioresponses() as m:
+            m.get(status_url(), callback=hang)
+            with anyio.fail_after(5), pytest.raises(MaxRetriesReachedError):
+                await client.poll_job_status("j1", loop_until_complete=True)
