@@ -18,10 +18,12 @@ Three layers, cheapest first; each hands over to the next only when it cannot de
    count as known. ``full=True`` always takes this path.
 
 Semantic checks (the parser has none): the version header, registers declared
-before use and only once, positive register sizes, indices in range, known gate
+before use and only once, positive register sizes, indices in range (a negative
+index counts from the end in OpenQASM 3 and is an error in OpenQASM 2), known gate
 names (``qelib1.inc`` and ``stdgates.inc`` tables, the ``U``/``CX`` built-ins),
 parameter and qubit counts, no qubit twice in one gate, equal register sizes in
-a broadcast, matching measure widths.
+a broadcast, matching measure widths, gate bodies that use only their own qubit
+arguments.
 
 The header is checked leniently but correctly: ``OPENQASM 2.0;``, ``OPENQASM 3;``,
 ``OPENQASM 3.0;`` and ``OPENQASM 3.1;`` are accepted, any other version is an error.
@@ -117,9 +119,12 @@ def _gate_table(version: int, includes: frozenset[str]) -> dict[str, tuple[int, 
 # --------------------------------------------------------------------------- semantics
 
 _SCALAR = -2  # register size of `qubit q;` / `bit c;`
-_ANY = -1  # register size (or index) the checker cannot know statically
+_ANY = -1  # register size the checker cannot know statically
+# An index (or range, or set) the checker cannot know statically. Literal indices may be
+# negative (OpenQASM 3 counts them from the end), so this one lies far below: see _negated.
+_ANY_INDEX = -(1 << 256)
 
-# (name, index or None for the whole register or _ANY, source offset of the name)
+# (name, index or None for the whole register or _ANY_INDEX, source offset of the name)
 _Operand = tuple[str, int | None, int]
 
 
@@ -153,7 +158,12 @@ def _plural(n: int, word: str) -> str:
 
 
 def _show(name: str, index: int | None) -> str:
-    return name if index is None or index < 0 else f"{name}[{index}]"
+    return name if index is None or index == _ANY_INDEX else f"{name}[{index}]"
+
+
+def _negated(index: int) -> int:
+    """The literal index `-index`, kept clear of _ANY_INDEX (it is out of range either way)."""
+    return max(-index, _ANY_INDEX + 1)
 
 
 class _Program:
@@ -172,6 +182,7 @@ class _Program:
         self.qregs: dict[str, int] = {}
         self.cregs: dict[str, int] = {}
         self.other: set[str] = set()  # names declared by statements we do not model
+        self.defining: str | None = None  # the gate whose body is being checked (full path)
 
     def header(self, version: str, pos: int | None) -> None:
         major = _VERSIONS.get(version)
@@ -222,12 +233,18 @@ class _Program:
                 return _ANY
             if name in _KEYWORDS:
                 raise _Unsure
+            if self.defining is not None:
+                reason = f"{name!r} is not a qubit argument of gate {self.defining!r}"
+                raise _semantic(reason, pos, name)
             raise _semantic(f"undefined register {name!r}", pos, name)
-        if index is not None and index >= 0:
+        if index is not None and (index >= 0 or index != _ANY_INDEX):
             if size == _SCALAR:
                 single = "qubit" if quantum else "bit"
                 raise _semantic(f"{name!r} is a single {single} and cannot be indexed", pos, name)
-            if size > 0 and index >= size:
+            if index < 0 and self.version == 2:
+                reason = f"negative index {index} (OpenQASM 2 indices start at 0)"
+                raise _semantic(reason, pos, _show(name, index))
+            if size > 0 and (index >= size if index >= 0 else index < -size):
                 raise _semantic(
                     f"index {index} out of range for {name!r} of size {size}",
                     pos,
@@ -239,7 +256,7 @@ class _Program:
     def _width(size: int, index: int | None) -> int | None:
         """How many (qu)bits an operand stands for; None when unknown."""
         if index is not None or size == _SCALAR:
-            return 1 if index is None or index >= 0 else None
+            return 1 if index is None or index >= 0 or index != _ANY_INDEX else None
         return size if size > 0 else None
 
     def gate(
@@ -291,11 +308,12 @@ class _Program:
                             op_name,
                         )
                     width = (size, op_name)
-            elif index >= 0:
-                if op_name in whole or (op_name, index) in single:
+            elif index >= 0 or (index != _ANY_INDEX and size > 0):
+                qubit = index + size if index < 0 else index  # counting from the end
+                if op_name in whole or (op_name, qubit) in single:
                     shown = _show(op_name, index)
                     raise _semantic(f"qubit {shown!r} used twice in one gate", op_pos, shown)
-                single.add((op_name, index))
+                single.add((op_name, qubit))
 
     def _hint(self, name: str) -> str:
         library = "qelib1.inc" if self.version == 2 else "stdgates.inc"
@@ -685,6 +703,7 @@ class _Checker:
         if self.tok.kind != "[":
             return (name.text, None, name.pos)
         self._advance()
+        negative = self._advance_if("-")
         tok = self.tok
         if tok.kind != "num" or not tok.text.isdigit():
             if tok.kind == "]":
@@ -698,7 +717,8 @@ class _Checker:
         self._advance()
         if self.tok.kind == "[":
             raise _Unsure  # q[1][2]
-        return (name.text, int(tok.text), name.pos)
+        index = int(tok.text)
+        return (name.text, _negated(index) if negative else index, name.pos)
 
     def _operand_list(self) -> list[_Operand]:
         """Operands separated by commas (a trailing comma is allowed), then ';'."""
@@ -970,12 +990,18 @@ class _AstChecker:
                 return None  # a hardware qubit
             return (node.name, None, self.pos(node) or 0)
         if isinstance(node, ast.IndexedIdentifier):
-            index = _ANY  # unless it is a single integer literal
+            index = _ANY_INDEX  # unless it is a single integer literal, possibly negated
             indices = node.indices
             if len(indices) == 1 and isinstance(indices[0], list) and len(indices[0]) == 1:
                 first = indices[0][0]
                 if isinstance(first, ast.IntegerLiteral):
                     index = int(first.value)
+                elif (
+                    isinstance(first, ast.UnaryExpression)
+                    and first.op == ast.UnaryOperator["-"]
+                    and isinstance(first.expression, ast.IntegerLiteral)
+                ):
+                    index = _negated(int(first.expression.value))
             return (node.name.name, index, self.pos(node.name) or 0)
         return None  # a hardware qubit, or an expression
 
@@ -1009,11 +1035,7 @@ class _AstChecker:
             else:
                 prog.declare_other(name.name)
         elif isinstance(node, ast.QuantumGateDefinition):
-            for call in node.body:
-                if isinstance(call, ast.QuantumGate):
-                    args = [None] * len(call.qubits)  # the gate's own qubit arguments
-                    prog.gate(call.name.name, self.pos(call.name), len(call.arguments), args,
-                              self.controls(call.modifiers))  # fmt: skip
+            self.gate_body(node.name.name, [q.name for q in node.qubits], node.body)
             prog.define_gate(node.name.name, len(node.arguments), len(node.qubits))
         elif isinstance(node, ast.QuantumGate):
             operands = [self.operand(q) for q in node.qubits]
@@ -1024,7 +1046,7 @@ class _AstChecker:
             prog.measure(self.operand(node.measure.qubit), target)
         elif isinstance(node, ast.QuantumReset):
             prog.qubits([self.operand(node.qubits)])
-        elif isinstance(node, ast.QuantumBarrier):
+        elif isinstance(node, ast.QuantumBarrier | ast.QuantumPhase):  # gphase: its controls
             prog.qubits([self.operand(q) for q in node.qubits])
         elif isinstance(node, ast.BranchingStatement):
             self.block(node.if_block)
@@ -1043,6 +1065,19 @@ class _AstChecker:
             prog.declare_other(node.identifier.name)
         elif isinstance(node, ast.ExternDeclaration | ast.SubroutineDefinition):
             prog.declare_other(node.name.name)
+
+    def gate_body(self, gate: str, qubits: list[str], body: Sequence[object]) -> None:
+        """Check a gate definition's body: its only qubits are the gate's (single) arguments."""
+        prog = self.prog
+        saved = (prog.qregs, prog.cregs, prog.other)
+        prog.qregs, prog.cregs, prog.other = dict.fromkeys(qubits, _SCALAR), {}, set()
+        prog.defining = gate
+        try:
+            for statement in body:
+                self.statement(statement)
+        finally:
+            prog.qregs, prog.cregs, prog.other = saved
+            prog.defining = None
 
     def block(self, statements: Sequence[object], hide: str | None = None) -> None:
         """Check a nested block; its declarations (and a loop variable) stay local."""

@@ -83,6 +83,10 @@ VALID = {
     "q3-alias": Q3 + "qubit[4] q;\nlet pair = q[0:1];\nh pair;\n",
     "q3-box-barrier": Q3 + "qubit[2] q;\nbox { h q[0]; barrier q; }\nbarrier;\n",
     "q3-negative-index": Q3 + "qubit[2] q;\nh q[-1];\n",
+    "q3-negative-indices": Q3
+    + "qubit[3] q;\nbit[3] c;\ncx q[-1], q[0];\nc[-1] = measure q[-3];\nmeasure q[-2] -> c[1];\n",
+    "q3-gate-body-uses-its-arguments": Q3
+    + "gate g a, b { cx a, b; barrier a, b; ctrl @ gphase(pi) a; }\nqubit[2] q;\ng q[-2], q[1];\n",
     "q3-range-index": Q3 + "qubit[4] q;\nh q[1:2];\n",
     "q3-def": Q3 + "def flip(qubit a) { x a; }\nqubit q;\nflip(q);\n",
     "q3-bit-initialised": Q3 + 'qubit[2] q;\nbit[2] c = "00";\nc = measure q;\n',
@@ -169,6 +173,15 @@ SEMANTIC = {
     "bad-register-inside-if": Q2 + "qreg q[1];\ncreg c[1];\nif (c == 1) x q[3];\n",
     "gate-used-before-definition": Q3 + "qubit q;\ng q;\ngate g a { x a; }\n",
     "ctrl-modifier-arity": Q3 + "qubit[2] q;\nctrl @ x q[0];\n",
+    "negative-index-in-qasm2": Q2 + "qreg q[2];\nh q[-1];\n",
+    "negative-measure-index-in-qasm2": Q2 + "qreg q[2];\ncreg c[2];\nmeasure q[0] -> c[-1];\n",
+    "negative-index-out-of-range": Q3 + "qubit[2] q;\nh q[-3];\n",
+    "negative-index-same-qubit": Q3 + "qubit[2] q;\ncx q[1], q[-1];\n",
+    "gate-body-undeclared-qubit": Q3 + "gate g a { h b; }\nqubit q;\ng q;\n",
+    "gate-body-uses-a-global-register": Q3 + "qubit[2] q;\ngate g a { cx a, q[0]; }\n",
+    "gate-body-uses-an-angle-as-qubit": Q3 + "gate g(t) a { rx(t) t; }\n",
+    "gate-body-indexes-an-argument": Q3 + "gate g a { h a[0]; }\n",
+    "gate-body-same-qubit-twice": Q2 + "gate g a { CX a, a; }\n",
 }
 
 
@@ -288,6 +301,11 @@ POSITIONS = [
     (SEMANTIC["unsupported-version"], "unsupported OpenQASM version", 1, 10, "4.0"),
     (SEMANTIC["defined-gate-wrong-params"], "gate 'g' takes 1 parameter, got 0", 5, 1, "g"),
     (SEMANTIC["bad-register-inside-if"], "index 3 out of range", 5, 15, "q[3]"),
+    (SEMANTIC["negative-index-in-qasm2"], "negative index -1", 4, 3, "q[-1]"),
+    (SEMANTIC["negative-index-out-of-range"], "index -3 out of range", 4, 3, "q[-3]"),
+    (SEMANTIC["negative-index-same-qubit"], "qubit 'q[-1]' used twice", 4, 10, "q[-1]"),
+    (SEMANTIC["gate-body-undeclared-qubit"], "'b' is not a qubit argument of gate", 3, 14, "b"),
+    (SEMANTIC["gate-body-uses-a-global-register"], "not a qubit argument", 4, 18, "q"),
     (SYNTAX["garbage-characters"], "unexpected character", 4, 6, "$$"),
     (SYNTAX["bad-exponent"], "syntax error", 4, 5, "e"),
 ]

@@ -88,28 +88,13 @@ INVALID_QASM = {
     "empty": "",
     "blank": "  \n\t\n",
     "comments only": "// nothing\n/* here */\n",
-}
-# Known gaps of the validator (found by this suite, not fixed here): strict xfails, so
-# they fail loudly, and ask to be moved up, once the validator rejects them.
-VALIDATOR_GAPS = {
     "negative index in OpenQASM 2": H2 + "qreg q[2];\nh q[-1];\n",
     "gate body uses an undeclared qubit": H3 + "gate g a { h b; }\nqubit q;\ng q;\n",
 }
 
 
 @pytest.mark.parametrize(
-    "source",
-    [
-        *[pytest.param(src, id=name) for name, src in INVALID_QASM.items()],
-        *[
-            pytest.param(
-                src,
-                id=name,
-                marks=pytest.mark.xfail(strict=True, reason="validator gap; see the report"),
-            )
-            for name, src in VALIDATOR_GAPS.items()
-        ],
-    ],
+    "source", [pytest.param(src, id=name) for name, src in INVALID_QASM.items()]
 )
 async def test_invalid_qasm_is_named_and_nothing_is_sent(
     client: AsyncJobClient, scheduler: LocalScheduler, source: str
