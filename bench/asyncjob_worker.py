@@ -12,15 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import resource
-import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
-from common import LATENCY, TOKEN, Server, create_job, emit, make_batch, small_batch
+from common import (
+    LATENCY,
+    TOKEN,
+    Server,
+    create_job,
+    make_batch,
+    peak_rss,
+    rate,
+    run_worker,
+    small_batch,
+)
 
 from asyncjob import AsyncJobClient, ExecutionCancelledError, JobBackend, JobStatus
 from asyncjob._batch import encode_circuit
@@ -28,7 +35,6 @@ from asyncjob._histogram import decode_result
 from asyncjob._qasm import check_batch, check_circuit
 
 POLLING_INTERVAL = 0.5
-T = TypeVar("T")
 
 
 def client(base_url: str, **options: Any) -> AsyncJobClient:
@@ -198,14 +204,6 @@ def cancel(params: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 5. CPU costs
 
 
-def _rate(func: Callable[[T], object], items: list[T]) -> float:
-    """Items per second of `func(item)` over `items`."""
-    start = time.perf_counter()
-    for item in items:
-        func(item)
-    return len(items) / (time.perf_counter() - start)
-
-
 def cpu(params: dict[str, Any]) -> dict[str, list[float]]:
     """Items per second of each client-side step, once per repeat on fresh circuits."""
     import openqasm3
@@ -223,12 +221,12 @@ def cpu(params: dict[str, Any]) -> dict[str, list[float]]:
         parse = list(make_batch(n_full, seed=seed + 3).values())
         compress = list(make_batch(n, seed=seed + 4).values())
         measured = {
-            "check_circuit": _rate(lambda item: check_circuit(*item), fast),
-            "check_batch": n * _rate(check_batch, [batch]),
-            "check_circuit_full": _rate(lambda item: check_circuit(*item, full=True), full),
-            "openqasm3_parse": _rate(openqasm3.parse, parse),
-            "compress": _rate(encode_circuit, compress),
-            "decode": _rate(decode_result, encoded),
+            "check_circuit": rate(lambda item: check_circuit(*item), fast),
+            "check_batch": n * rate(check_batch, [batch]),
+            "check_circuit_full": rate(lambda item: check_circuit(*item, full=True), full),
+            "openqasm3_parse": rate(openqasm3.parse, parse),
+            "compress": rate(encode_circuit, compress),
+            "decode": rate(decode_result, encoded),
         }
         for name, value in measured.items():
             rates.setdefault(name, []).append(value)
@@ -237,13 +235,7 @@ def cpu(params: dict[str, Any]) -> dict[str, list[float]]:
 
 def rss(params: dict[str, Any]) -> dict[str, Any]:
     """Peak RSS while decoding (and keeping) every histogram of the file."""
-    with open(params["histograms"]) as f:
-        encoded = json.load(f)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    decoded = [decode_result(r) for r in encoded]
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert len(decoded) == len(encoded)
-    return {"peak_kib": after, "before_kib": before}
+    return peak_rss(decode_result, params["histograms"])
 
 
 WORKLOADS = {
@@ -256,10 +248,5 @@ WORKLOADS = {
 }
 
 
-def main() -> None:
-    params = json.loads(sys.argv[1])
-    emit(WORKLOADS[params["workload"]](params))
-
-
 if __name__ == "__main__":
-    main()
+    run_worker(WORKLOADS)

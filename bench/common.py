@@ -17,14 +17,18 @@ import gzip
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 BENCH_DIR = Path(__file__).resolve().parent
 TOKEN = "bench-token"
@@ -198,3 +202,28 @@ def emit(result: Any) -> None:
     """Print a worker's result as the last line of its stdout."""
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def rate(func: Callable[[T], object], items: list[T]) -> float:
+    """Items per second of `func(item)` over `items`."""
+    start = time.perf_counter()
+    for item in items:
+        func(item)
+    return len(items) / (time.perf_counter() - start)
+
+
+def peak_rss(decode: Callable[[Any], object], histograms: str) -> dict[str, Any]:
+    """Peak RSS while decoding (and keeping) every histogram of the file."""
+    with open(histograms) as f:
+        encoded = json.load(f)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    decoded = [decode(r) for r in encoded]
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert len(decoded) == len(encoded)
+    return {"peak_kib": after, "before_kib": before}
+
+
+def run_worker(workloads: dict[str, Callable[[dict[str, Any]], Any]]) -> None:
+    """A worker's entry point: run the workload named in the JSON of argv[1], emit its result."""
+    params = json.loads(sys.argv[1])
+    emit(workloads[params["workload"]](params))

@@ -13,15 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import resource
-import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
-from common import LATENCY, TOKEN, Server, create_job, emit, make_batch, small_batch
+from common import (
+    LATENCY,
+    TOKEN,
+    Server,
+    create_job,
+    make_batch,
+    peak_rss,
+    rate,
+    run_worker,
+    small_batch,
+)
 from divi.backends import ExecutionResult, JobConfig, QoroService
 from divi.backends._results_processing import _decode_histogram_b64
 from divi.backends.runners import _qoro
@@ -29,7 +36,6 @@ from divi.exceptions import ExecutionCancelledError
 from divi.qasm import validate_qasm
 
 POLLING_INTERVAL = 0.5
-T = TypeVar("T")
 
 
 def service(base_url: str, **options: Any) -> QoroService:
@@ -169,14 +175,6 @@ def cancel(params: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 5. CPU costs
 
 
-def _rate(func: Callable[[T], object], items: list[T]) -> float:
-    """Items per second of `func(item)` over `items`."""
-    start = time.perf_counter()
-    for item in items:
-        func(item)
-    return len(items) / (time.perf_counter() - start)
-
-
 def cpu(params: dict[str, Any]) -> dict[str, list[float]]:
     """Items per second of divi's equivalent steps, once per repeat on fresh circuits."""
     import openqasm3
@@ -192,11 +190,11 @@ def cpu(params: dict[str, Any]) -> dict[str, list[float]]:
         parse = list(make_batch(params["full_circuits"], seed=seed + 3).values())
         compress = list(make_batch(n, seed=seed + 4).values())
         measured = {
-            "validate_qasm": _rate(validate_qasm, validate),
-            "openqasm3_parse": _rate(openqasm3.parse, parse),
-            "compress": _rate(QoroService._compress_data, compress),
+            "validate_qasm": rate(validate_qasm, validate),
+            "openqasm3_parse": rate(openqasm3.parse, parse),
+            "compress": rate(QoroService._compress_data, compress),
             # divi decodes in place (it replaces `results`): give it copies.
-            "decode": _rate(_decode_histogram_b64, [dict(r) for r in encoded]),
+            "decode": rate(_decode_histogram_b64, [dict(r) for r in encoded]),
         }
         for name, value in measured.items():
             rates.setdefault(name, []).append(value)
@@ -205,13 +203,7 @@ def cpu(params: dict[str, Any]) -> dict[str, list[float]]:
 
 def rss(params: dict[str, Any]) -> dict[str, Any]:
     """Peak RSS while decoding (and keeping) every histogram of the file."""
-    with open(params["histograms"]) as f:
-        encoded = json.load(f)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    decoded = [_decode_histogram_b64(r) for r in encoded]
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert len(decoded) == len(encoded)
-    return {"peak_kib": after, "before_kib": before}
+    return peak_rss(_decode_histogram_b64, params["histograms"])
 
 
 WORKLOADS = {
@@ -224,10 +216,5 @@ WORKLOADS = {
 }
 
 
-def main() -> None:
-    params = json.loads(sys.argv[1])
-    emit(WORKLOADS[params["workload"]](params))
-
-
 if __name__ == "__main__":
-    main()
+    run_worker(WORKLOADS)
