@@ -89,58 +89,27 @@ def _add_serve(
     )
     faults = parser.add_argument_group("fault injection (all off by default)")
     faults.add_argument("--latency", type=_seconds, default=0.0, metavar="S")
-    faults.add_argument(
-        "--error-rate",
-        type=_fraction,
-        default=0.0,
-        metavar="F",
-        help="fraction answered 502/503 with an HTML page",
+    rates = (
+        ("--error-rate", "fraction answered 502/503 with an HTML page"),
+        ("--rate-limit-rate", "fraction answered 429 with Retry-After"),
+        ("--reset-rate", "fraction whose connection is reset without an answer"),
+        ("--hang-rate", "fraction that stall for --hang-time before answering"),
+        ("--truncate-rate", "fraction whose body is cut in half"),
+        ("--fail-rate", "fraction of jobs that end FAILED"),
     )
-    faults.add_argument("--error-when", choices=("before", "after", "random"), default="before")
-    faults.add_argument(
-        "--rate-limit-rate",
-        type=_fraction,
-        default=0.0,
-        metavar="F",
-        help="fraction answered 429 with Retry-After",
-    )
+    for flag, what in rates:
+        faults.add_argument(flag, type=_fraction, default=0.0, metavar="F", help=what)
+    when = ("before", "after", "random")
+    faults.add_argument("--error-when", choices=when, default="before")
+    faults.add_argument("--reset-when", choices=when, default="after")
     faults.add_argument("--retry-after", type=_seconds, default=1.0, metavar="S")
-    faults.add_argument(
-        "--reset-rate",
-        type=_fraction,
-        default=0.0,
-        metavar="F",
-        help="fraction whose connection is reset without an answer",
-    )
-    faults.add_argument("--reset-when", choices=("before", "after", "random"), default="after")
-    faults.add_argument(
-        "--hang-rate",
-        type=_fraction,
-        default=0.0,
-        metavar="F",
-        help="fraction that stall for --hang-time before answering",
-    )
     faults.add_argument("--hang-time", type=_seconds, default=3600.0, metavar="S")
-    faults.add_argument(
-        "--truncate-rate",
-        type=_fraction,
-        default=0.0,
-        metavar="F",
-        help="fraction whose body is cut in half",
-    )
     faults.add_argument(
         "--slow-body",
         type=_seconds,
         default=0.0,
         metavar="S",
         help="pause between body pieces of every response",
-    )
-    faults.add_argument(
-        "--fail-rate",
-        type=_fraction,
-        default=0.0,
-        metavar="F",
-        help="fraction of jobs that end FAILED",
     )
     faults.add_argument(
         "--fault-endpoints",
