@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from asyncjob import ExecutionResult, JobBackend
 from asyncjob.local import LocalScheduler, ThreadedScheduler
 
 from ..conftest import BELL, GHZ3
@@ -225,16 +226,9 @@ def test_ctrl_c_during_submit_wait_cancels_the_job(
 
 
 def test_live_progress_on_a_terminal_renders_and_clears(
-    qasm_files: list[Path], tmp_path: Path
+    slow_server: ThreadedScheduler, qasm_files: list[Path], tmp_path: Path
 ) -> None:
-    with LocalScheduler(TOKEN, job_duration=1.5).run_in_thread() as server:
-        _watch_on_a_terminal(server, qasm_files, tmp_path)
-
-
-def _watch_on_a_terminal(
-    server: ThreadedScheduler, qasm_files: list[Path], tmp_path: Path
-) -> None:
-    env = env_for(server, tmp_path)
+    env = env_for(slow_server, tmp_path)
     job_id = cli("submit", str(qasm_files[0]), env=env).stdout.strip()
     main, child = pty.openpty()
     proc = subprocess.Popen(
@@ -246,7 +240,8 @@ def _watch_on_a_terminal(
     )
     os.close(child)
     output = b""
-    deadline = time.monotonic() + 30
+    cancelled = False
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         ready, _, _ = select.select([main], [], [], 0.5)
         if ready:
@@ -259,14 +254,20 @@ def _watch_on_a_terminal(
             output += chunk
         elif proc.poll() is not None:
             break
+        if not cancelled and b"polls" in output:
+            # The spinner line is up: end the job so that `wait` finishes.
+            with JobBackend(slow_server.base_url, TOKEN, journal=False) as backend:
+                backend.cancel_job(ExecutionResult(job_id=job_id))
+            cancelled = True
     proc.wait(timeout=10)
     os.close(main)
     text = output.decode()
-    assert proc.returncode == 0
+    assert cancelled
+    assert proc.returncode == 3  # the job ended, but not COMPLETED
     assert "⠋" in text  # the spinner was drawn
     assert "\r\x1b[K" in text  # and the line cleared
-    last_line = text.replace("\r\n", "\n").rsplit("\x1b[K", 1)[1]
-    assert last_line.strip() == "COMPLETED"
+    last_lines = text.replace("\r\n", "\n").rsplit("\x1b[K", 1)[1]
+    assert last_lines.strip() == "CANCELLED"
 
 
 def test_demo_runs_offline(tmp_path: Path) -> None:
