@@ -15,8 +15,8 @@ from typing import Any
 
 import attrs
 
-from ._config import ClientConfig, check_shots
-from ._errors import ConfigurationError, PayloadTooLargeError
+from ._config import ClientConfig, check_shots, check_target
+from ._errors import PayloadTooLargeError
 from ._models import JobType
 
 __all__ = ["Submission", "build_submission", "compress_ham_ops", "normalise_circuits"]
@@ -253,14 +253,11 @@ def _check_str(name: str, value: object) -> str:
 
 
 def _target(options: Mapping[str, Any], config: ClientConfig) -> dict[str, str]:
-    simulator = options.get("simulator_cluster")
-    qpu = options.get("qpu_system")
-    if simulator is not None and qpu is not None:
-        raise ConfigurationError("give either simulator_cluster or qpu_system, not both")
+    simulator, qpu = check_target(options.get("simulator_cluster"), options.get("qpu_system"))
     if qpu is not None:
-        return {"qpu_system_name": _check_str("qpu_system", qpu)}
+        return {"qpu_system_name": qpu}
     if simulator is not None:
-        return {"simulator_cluster": _check_str("simulator_cluster", simulator)}
+        return {"simulator_cluster": simulator}
     if config.qpu_system is not None:
         return {"qpu_system_name": config.qpu_system}
     return {"simulator_cluster": config.simulator_cluster or "qoro_maestro"}

@@ -248,9 +248,9 @@ class ClientConfig:
             ),
         )
         qpu = options.get("qpu_system")
-        simulator = options.get("simulator_cluster", None if qpu else DEFAULT_SIMULATOR)
-        if qpu and simulator:
-            raise ConfigurationError("give either simulator_cluster or qpu_system, not both")
+        simulator, qpu = check_target(
+            options.get("simulator_cluster", None if qpu else DEFAULT_SIMULATOR), qpu
+        )
         return cls(
             base_url=_check_url(base_url, allow_http),
             token=token,
@@ -268,6 +268,19 @@ class ClientConfig:
             journal=_journal_path(options.get("journal")),
             journal_results=bool(options.get("journal_results", False)),
         )
+
+
+def check_target(simulator: object, qpu: object) -> tuple[str | None, str | None]:
+    """A target: `simulator_cluster` or `qpu_system` (not both), each a non-empty str."""
+    if simulator is not None and qpu is not None:
+        raise ConfigurationError("give either simulator_cluster or qpu_system, not both")
+    return _optional_str("simulator_cluster", simulator), _optional_str("qpu_system", qpu)
+
+
+def _optional_str(name: str, value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise TypeError(f"{name} must be a non-empty str, got {value!r}")
 
 
 def check_shots(shots: object) -> int:
