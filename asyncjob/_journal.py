@@ -136,10 +136,11 @@ class Journal:
         return f"Journal({str(self.path)!r})"
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One short transaction; only writers take the write lock up front."""
         with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield db
             except BaseException:
@@ -241,7 +242,7 @@ class Journal:
 
     def find(self, base_url: str, job_id_or_key: str) -> JournalEntry | None:
         """The entry for a job id (or a submission key) on this server, if recorded."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             row = db.execute(
                 _SELECT + " WHERE s.base_url = ? AND (s.job_id = ? OR s.key = ?)"
                 " GROUP BY s.key ORDER BY s.created DESC LIMIT 1",
@@ -252,7 +253,7 @@ class Journal:
     def entries(self, limit: int = 20, base_url: str | None = None) -> list[JournalEntry]:
         """The most recent submissions, newest first."""
         where, args = ("WHERE s.base_url = ?", (base_url,)) if base_url else ("", ())
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 _SELECT + f" {where} GROUP BY s.key ORDER BY s.created DESC LIMIT ?",
                 (*args, limit),
@@ -261,7 +262,7 @@ class Journal:
 
     def pending_chunks(self, key: str) -> list[PendingChunk]:
         """Chunks of an interrupted submission that the server has not acknowledged."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT idx, chunk_key, body FROM chunks WHERE key = ? AND sent = 0"
                 " AND body IS NOT NULL ORDER BY idx",
@@ -271,7 +272,7 @@ class Journal:
 
     def stored_results(self, base_url: str, job_id: str) -> list[dict[str, Any]] | None:
         """Results kept by `results()`, if any."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             row = db.execute(
                 "SELECT results FROM submissions WHERE base_url = ? AND job_id = ?",
                 (base_url, job_id),
@@ -283,7 +284,7 @@ class Journal:
 
     def history(self, key: str) -> list[tuple[str, float]]:
         """Every status change recorded for a submission, oldest first."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT status, at FROM history WHERE key = ? ORDER BY at", (key,)
             ).fetchall()
