@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ._backend import JobBackend
+from ._config import journal_path
 from ._display import Progress, format_results
 from ._errors import ConfigurationError, ExecutionCancelledError
 from ._journal import Journal
@@ -205,9 +206,7 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _jobs(args: argparse.Namespace) -> int:
     value = _journal_option(args, _config_file())
-    from ._config import _journal_path
-
-    path = _journal_path(value)
+    path = journal_path(value)
     if path is None:
         raise ConfigurationError("the journal is disabled")
     entries = Journal(path).entries(limit=args.limit)

@@ -265,7 +265,7 @@ class ClientConfig:
             verify_tls=bool(options.get("verify_tls", True)),
             allow_insecure_http=allow_http,
             full_qasm_check=bool(options.get("full_qasm_check", False)),
-            journal=_journal_path(options.get("journal")),
+            journal=journal_path(options.get("journal")),
             journal_results=bool(options.get("journal_results", False)),
         )
 
@@ -290,7 +290,8 @@ def check_shots(shots: object) -> int:
     return shots
 
 
-def _journal_path(value: object) -> str | None:
+def journal_path(value: object) -> str | None:
+    """The journal file for a `journal=` option (None, True, False or a path); None: off."""
     if value is None or value is True:
         path = default_journal_path()
         return None if path is None else str(path)
