@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import sqlite3
@@ -47,6 +48,8 @@ _THREAD_THRESHOLD = 16
 _CLEANUP_TIMEOUT = 5.0
 _KNOWN_LABELS = 16384
 """Jobs whose labels (and last seen status) are kept in memory; the journal keeps the rest."""
+_WATCH_BATCH = 500
+"""Jobs listed in one `jobs/watch/` request."""
 
 
 @attrs.frozen
@@ -105,6 +108,7 @@ class AsyncJobClient:
         self._journal_db: Journal | None = None
         self._journal_broken = False
         self._journal_lock = threading.Lock()
+        self._watch_missing = False
 
     @classmethod
     def from_config(cls, config: ClientConfig) -> AsyncJobClient:
@@ -401,7 +405,7 @@ class AsyncJobClient:
 
         async def poll() -> JobStatus:
             return await self._poll(
-                job_id, loop_until_complete, on_complete, verbose, progress_callback
+                job_id, loop_until_complete, on_complete, verbose, progress_callback, hold=True
             )
 
         return await run_until_event(cancellation_event, poll, "polling")
@@ -413,7 +417,10 @@ class AsyncJobClient:
         on_complete: Callable[[Response], None] | None,
         verbose: bool,
         progress_callback: Callable[[int, str], None] | None,
+        *,
+        hold: bool,
     ) -> JobStatus:
+        """The polling loop; with `hold`, each poll may be a long poll of one interval."""
         policy = self._config.polling
         deadline = None if policy.deadline is None else anyio.current_time() + policy.deadline
         attempt = 0
@@ -422,8 +429,10 @@ class AsyncJobClient:
             attempt += 1
             sent = anyio.current_time()
             # The deadline bounds the request in flight too, retries included.
-            with anyio.move_on_after(math.inf if deadline is None else deadline - sent) as wait:
-                response, status = await self.get_status(job_id)
+            left = math.inf if deadline is None else deadline - sent
+            held = min(policy.delay(attempt), left) if hold and loop else 0.0
+            with anyio.move_on_after(left) as wait:
+                response, status = await self._status(job_id, held)
             if wait.cancelled_caught:
                 raise MaxRetriesReachedError(job_id, attempt - 1, last)
             last = status.value
@@ -454,6 +463,87 @@ class AsyncJobClient:
         """One status request: the response and the parsed status."""
         job_id = job_id_of(execution_result)
         response = await self._transport.request("GET", job_path(job_id, "status/"))
+        return response, await self._note_status(job_id, response)
+
+    async def _status(self, job_id: str, hold: float) -> tuple[Response, JobStatus]:
+        """The job's status; with `hold` > 0 a long poll, when the server can watch jobs."""
+        if hold > 0 and self._can_watch():
+            entries = await self._watch([job_id], hold)
+            entry = None if entries is None else entries[job_id]
+            if entry is not None:
+                return entry, await self._note_status(job_id, entry)
+        return await self.get_status(job_id)
+
+    def _can_watch(self) -> bool:
+        return self._config.polling.watch and not self._watch_missing
+
+    async def _watch(self, job_ids: list[str], hold: float) -> dict[str, Response | None] | None:
+        """One `jobs/watch/` long poll (an extension): each job's status, None if unknown.
+
+        Returns None, and stops trying, when the server does not have the
+        extension (an error status or an answer of another shape).
+        """
+        body = {"job_ids": job_ids, "timeout": hold}
+        try:
+            response = await self._transport.request(
+                "POST", "jobs/watch/", body=body, retry=True, hold=hold
+            )
+            entries = _watch_entries(response, job_ids)
+        except (HTTPStatusError, ProtocolError) as exc:
+            logger.debug("no jobs/watch/ extension (%s); polling each job", exc)
+            self._watch_missing = True
+            return None
+        return entries
+
+    async def _watch_jobs(
+        self,
+        jobs: dict[str, list[ExecutionResult]],
+        done: Callable[[ExecutionResult, Callable[[], Awaitable[JobStatus]]], None],
+    ) -> None:
+        """Follow `jobs` with `jobs/watch/` long polls; hand each over to `done` with its status.
+
+        A finished job gets its terminal status; jobs the server does not know,
+        and every job left if watching turns out impossible or fails, are handed
+        over to be polled one by one (which reports their errors).
+        """
+        policy = self._config.polling
+        rounds = 0
+        try:
+            while jobs and self._can_watch():
+                rounds += 1
+                sent = anyio.current_time()
+                entries = await self._watch(list(jobs), policy.delay(rounds))
+                if entries is None:
+                    break
+                news = False
+                for job_id, entry in entries.items():
+                    status = None if entry is None else await self._note_status(job_id, entry)
+                    if status is None or status.is_terminal:
+                        news = True
+                        for handle in jobs.pop(job_id):
+                            done(handle, self._follower(handle, status))
+                if not news:  # a server that answers at once must not be polled in a loop
+                    await anyio.sleep(max(0.0, sent + policy.delay(rounds) - anyio.current_time()))
+        except AsyncJobError as exc:
+            logger.warning("watching %d jobs failed (%s); polling each", len(jobs), exc)
+        for handles in jobs.values():
+            for handle in handles:
+                done(handle, self._follower(handle, None))
+
+    def _follower(
+        self, handle: ExecutionResult, status: JobStatus | None
+    ) -> Callable[[], Awaitable[JobStatus]]:
+        """`status` as an awaitable, or (None) one that polls the job until it is terminal."""
+
+        async def follow() -> JobStatus:
+            if status is not None:
+                return status
+            return await self._poll(job_id_of(handle), True, None, False, None, hold=False)
+
+        return follow
+
+    async def _note_status(self, job_id: str, response: Response) -> JobStatus:
+        """The status in a status response, journaled when it changed."""
         with self._token_scrubbed():
             status = JobStatus.from_wire(_field(response, "status", str))
         if self._seen.get(job_id) is not status:
@@ -461,7 +551,7 @@ class AsyncJobClient:
             await self._record("status", self._config.base_url, job_id, status.value)
             if status.is_terminal:
                 self._seen.pop(job_id, None)
-        return response, status
+        return status
 
     # -- results ----------------------------------------------------------
 
@@ -639,31 +729,61 @@ class AsyncJobClient:
         """
         handles = list(handles)
         send, receive = anyio.create_memory_object_stream[JobOutcome](len(handles) or 1)
+        policy = self._config.polling
+        watch = policy.max_retries is None and policy.deadline is None and self._can_watch()
 
-        async def follow(
-            handle: ExecutionResult, send: MemoryObjectSendStream[JobOutcome]
+        async def report(
+            handle: ExecutionResult,
+            wait: Callable[[], Awaitable[JobStatus]],
+            send: MemoryObjectSendStream[JobOutcome],
         ) -> None:
-            status = JobStatus.PENDING
             async with send:
-                try:
-                    status = await self.poll_job_status(
-                        handle, loop_until_complete=True, verbose=False
-                    )
-                    result = None
-                    if fetch_results and status is JobStatus.COMPLETED:
-                        result = await self.get_job_results(handle)
-                    outcome = JobOutcome(handle, status, result)
-                except (AsyncJobError, ValueError) as exc:
-                    last = self._seen.get(str(getattr(handle, "job_id", "")), status)
-                    outcome = JobOutcome(handle, last, None, exc)
-                await send.send(outcome)
+                await send.send(await self._outcome(handle, wait, fetch_results))
+
+        async def watcher(
+            jobs: dict[str, list[ExecutionResult]], send: MemoryObjectSendStream[JobOutcome]
+        ) -> None:
+            def done(handle: ExecutionResult, wait: Callable[[], Awaitable[JobStatus]]) -> None:
+                tg.start_soon(report, handle, wait, send.clone())
+
+            async with send:
+                await self._watch_jobs(jobs, done)
 
         async with anyio.create_task_group() as tg, receive:
             async with send:
+                watched: dict[str, list[ExecutionResult]] = {}
                 for handle in handles:
-                    tg.start_soon(follow, handle, send.clone())
+                    job_id = getattr(handle, "job_id", None)
+                    if watch and isinstance(job_id, str) and _watchable(job_id):
+                        watched.setdefault(job_id, []).append(handle)
+                    else:
+                        tg.start_soon(report, handle, self._follower(handle, None), send.clone())
+                ids = list(watched)
+                for start in range(0, len(ids), _WATCH_BATCH):
+                    group = {
+                        job_id: watched[job_id] for job_id in ids[start : start + _WATCH_BATCH]
+                    }
+                    tg.start_soon(watcher, group, send.clone())
             yield receive
             tg.cancel_scope.cancel()
+
+    async def _outcome(
+        self,
+        handle: ExecutionResult,
+        wait: Callable[[], Awaitable[JobStatus]],
+        fetch_results: bool,
+    ) -> JobOutcome:
+        """Wait for the job's terminal status, fetch its results; errors go in the outcome."""
+        status = JobStatus.PENDING
+        try:
+            status = await wait()
+            result = None
+            if fetch_results and status is JobStatus.COMPLETED:
+                result = await self.get_job_results(handle)
+            return JobOutcome(handle, status, result)
+        except (AsyncJobError, ValueError) as exc:
+            last = self._seen.get(str(getattr(handle, "job_id", "")), status)
+            return JobOutcome(handle, last, None, exc)
 
 
 async def _run_bounded(
@@ -770,6 +890,31 @@ def _field(response: Response, name: str, kind: type) -> Any:
             f"{response.method} {response.path}: response has no valid {name!r} field"
         )
     return value
+
+
+def _watchable(job_id: str) -> bool:
+    """True for an id that makes a valid job path (others are reported by polling)."""
+    try:
+        job_path(job_id)
+    except ValueError:
+        return False
+    return True
+
+
+def _watch_entries(response: Response, job_ids: list[str]) -> dict[str, Response | None]:
+    """Each job's entry of a `jobs/watch/` answer, as a status `Response` (None: unknown job)."""
+    data = response.json()
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(jobs, dict) or not all(
+        isinstance(jobs.get(job_id), dict | None) and job_id in jobs for job_id in job_ids
+    ):
+        raise ProtocolError(f"{response.method} {response.path}: no status for every job")
+    return {
+        job_id: None
+        if jobs[job_id] is None
+        else Response(200, text=json.dumps(jobs[job_id]), method="POST", path=response.path)
+        for job_id in job_ids
+    }
 
 
 def _job_id_field(response: Response) -> str:

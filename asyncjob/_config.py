@@ -90,6 +90,16 @@ class PollingPolicy:
     """Maximum number of polls; None polls until terminal."""
     deadline: float | None = attrs.field(default=None, validator=_positive)
     """Overall seconds to wait; None waits until terminal."""
+    watch: bool = True
+    """Long-poll with the scheduler's `jobs/watch/` extension when it has one.
+
+    A poll is then held by the server until the job is terminal or the interval
+    has passed, so a finished job is seen at once, and `as_completed` follows
+    up to 500 jobs with one request at a time. Against a server without the
+    extension (one request finds out) or with False, each job's status is
+    polled every interval. `as_completed` watches only when `max_retries` and
+    `deadline` are None.
+    """
 
     @backoff.validator
     def _check_backoff(self, _: attrs.Attribute[float], value: float) -> None:
@@ -176,6 +186,7 @@ class ClientConfig:
         "max_polling_interval",
         "max_retries",
         "deadline",
+        "watch",
         "limits",
         "max_connections",
         "upload_concurrency",
@@ -230,6 +241,7 @@ class ClientConfig:
                     "max_polling_interval": "max_interval",
                     "max_retries": "max_retries",
                     "deadline": "deadline",
+                    "watch": "watch",
                 },
             ),
         )

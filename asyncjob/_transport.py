@@ -114,11 +114,13 @@ class Transport:
         idempotency_key: str | None = None,
         retry: bool | None = None,
         ok: tuple[int, ...] = (),
+        hold: float = 0.0,
     ) -> Response:
         """Send one request (with retries when safe) and return the read `Response`.
 
         Statuses in `ok` are returned as they are; any other non-2xx raises the
-        matching `HTTPStatusError` subclass.
+        matching `HTTPStatusError` subclass. `hold` is how long the server may
+        legitimately keep the request (a long poll); it extends the timeout.
         """
         if retry is None:
             retry = method in ("GET", "DELETE", "HEAD") or idempotency_key is not None
@@ -136,7 +138,7 @@ class Transport:
             attempt += 1
             retry_after: float | None = None
             try:
-                response = await self._send(method, url, data, headers)
+                response = await self._send(method, url, data, headers, hold)
             except AsyncJobError as exc:
                 if attempt >= attempts or not isinstance(
                     exc, RequestTimeoutError | ConnectionFailedError
@@ -154,7 +156,12 @@ class Transport:
             await anyio.sleep(policy.backoff(attempt, retry_after))
 
     async def _send(
-        self, method: str, url: URL, data: bytes | None, headers: Mapping[str, str]
+        self,
+        method: str,
+        url: URL,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        hold: float = 0.0,
     ) -> Response:
         await self.open()
         assert self._session is not None
@@ -168,7 +175,7 @@ class Transport:
         malformed = False
         try:
             # One deadline for the whole exchange, connecting and body read included.
-            with anyio.fail_after(timeout.request):
+            with anyio.fail_after(timeout.request + hold):
                 async with self._session.request(
                     method,
                     url,
@@ -187,7 +194,7 @@ class Transport:
                     )
         except TimeoutError as exc:
             raise RequestTimeoutError(
-                f"{method} {path} timed out after {timeout.request:g} s"
+                f"{method} {path} timed out after {timeout.request + hold:g} s"
             ) from exc
         except aiohttp.ClientPayloadError as exc:
             raise ConnectionFailedError(f"{method} {path}: response body cut short") from exc

@@ -106,10 +106,10 @@ def results(params: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 3. many jobs
 
 
-async def _many_jobs(base_url: str, n_jobs: int, seed: int) -> dict[str, Any]:
+async def _many_jobs(base_url: str, n_jobs: int, seed: int, watch: bool) -> dict[str, Any]:
     batches = [make_batch(10, seed=seed + i) for i in range(n_jobs)]
     got: dict[str, float] = {}
-    async with client(base_url, polling_interval=POLLING_INTERVAL) as c:
+    async with client(base_url, polling_interval=POLLING_INTERVAL, watch=watch) as c:
         start = time.monotonic()
         handles: list[Any] = [None] * n_jobs
 
@@ -129,19 +129,23 @@ async def _many_jobs(base_url: str, n_jobs: int, seed: int) -> dict[str, Any]:
 
 
 def many_jobs(params: dict[str, Any]) -> dict[str, Any]:
-    runs = []
+    """Each repeat twice, interleaved: with the `jobs/watch/` extension (default) and without."""
+    runs: dict[str, list[dict[str, Any]]] = {"runs": [], "runs_no_watch": []}
     for run in range(params["repeats"]):
-        with Server(
-            params["python"],
-            latency=LATENCY,
-            job_duration=params["job_duration"],
-            max_concurrent_jobs=10_000,
-            watch_jobs=True,
-            seed=run,
-        ) as server:
-            timing = asyncio.run(_many_jobs(server.base_url, params["jobs"], seed=run * 10_000))
-        runs.append({**timing, "server": server.report})
-    return {"runs": runs}
+        for key, watch in (("runs", True), ("runs_no_watch", False)):
+            with Server(
+                params["python"],
+                latency=LATENCY,
+                job_duration=params["job_duration"],
+                max_concurrent_jobs=10_000,
+                watch_jobs=True,
+                seed=run,
+            ) as server:
+                timing = asyncio.run(
+                    _many_jobs(server.base_url, params["jobs"], seed=run * 10_000, watch=watch)
+                )
+            runs[key].append({**timing, "server": server.report})
+    return runs
 
 
 # --------------------------------------------------------------------------- 4. cancellation
@@ -191,7 +195,7 @@ def cancel(params: dict[str, Any]) -> dict[str, Any]:
         params["python"],
         latency=LATENCY,
         hang_rate=1.0,
-        fault_endpoints="status",
+        fault_endpoints="status,watch",  # asyncjob's polls are jobs/watch/ long polls
         hang_time=params["hang_time"],
     ) as server:
         job_id = create_job(server.base_url, small_batch(1), wait=False)

@@ -424,7 +424,7 @@ async def test_poll_quiet_when_not_verbose(
 
 async def test_max_retries_ends_polling() -> None:
     async with AsyncJobClient(
-        BASE, TOKEN, polling=PollingPolicy(interval=0.001, max_retries=3)
+        BASE, TOKEN, polling=PollingPolicy(interval=0.001, max_retries=3, watch=False)
     ) as client:
         with aioresponses() as m:
             m.get(status_url(), payload={"status": "RUNNING"}, repeat=True)
@@ -434,7 +434,9 @@ async def test_max_retries_ends_polling() -> None:
 
 
 async def test_deadline_ends_polling() -> None:
-    async with AsyncJobClient(BASE, TOKEN, polling_interval=0.01, deadline=0.05) as client:
+    async with AsyncJobClient(
+        BASE, TOKEN, polling=PollingPolicy(interval=0.01, deadline=0.05, watch=False)
+    ) as client:
         with aioresponses() as m:
             m.get(status_url(), payload={"status": "RUNNING"}, repeat=True)
             with pytest.raises(MaxRetriesReachedError):

@@ -48,6 +48,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_PREFIX = "/api/"
 MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
+MAX_WATCH_JOBS = 1000
+"""Most jobs one `jobs/watch/` request may list."""
+MAX_WATCH_SECONDS = 60.0
+"""Longest a `jobs/watch/` request is held; a longer `timeout` is clamped."""
 """Cap on one decompressed circuit or observable string (a gzip bomb is a 400)."""
 SIMULATOR_CLUSTERS: list[dict[str, Any]] = [
     {"name": "qoro_maestro", "access_level": "PUBLIC", "minimum_tier": "FREE"}
@@ -239,6 +243,8 @@ class _App:
             ("POST", "job/{job_id}/cancel/", self.cancel, "cancel"),
             ("DELETE", "job/{job_id}/", self.delete, "delete"),
         ]
+        if self.s.watch:
+            routes.append(("POST", "jobs/watch/", self.watch, "watch"))
         for method, path, handler, name in routes:
             self.endpoints[handler] = name
             full = API_PREFIX + path
@@ -581,7 +587,39 @@ class _App:
             raise web.HTTPConflict(reason="job is already finalized; no circuits can be added")
 
     async def status(self, request: web.Request) -> web.StreamResponse:
-        job = self._job(request)
+        return web.json_response(self._status_body(self._job(request)))
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        """Extension: the status of many jobs, answered once one of them is terminal.
+
+        Held until a listed job is terminal or unknown, or `timeout` seconds
+        pass; the answer maps every listed id to its status body (null: unknown).
+        """
+        body = await self._json_body(request)
+        ids = body.get("job_ids")
+        if (
+            not isinstance(ids, list)
+            or not 0 < len(ids) <= MAX_WATCH_JOBS
+            or not all(isinstance(job_id, str) for job_id in ids)
+        ):
+            raise _BadRequest(f"job_ids must be a list of 1 to {MAX_WATCH_JOBS} job ids")
+        timeout = body.get("timeout", 0)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
+            raise _BadRequest("timeout must be a number of seconds >= 0")
+        store = self.s._store
+
+        def settled() -> bool:
+            return any((job := store.get(job_id)) is None or job.terminal for job_id in ids)
+
+        await self.s._hold_until(settled, min(float(timeout), MAX_WATCH_SECONDS))
+        jobs = {
+            job_id: None if (job := store.get(job_id)) is None else self._status_body(job)
+            for job_id in ids
+        }
+        return web.json_response({"jobs": jobs})
+
+    @staticmethod
+    def _status_body(job: Job) -> dict[str, Any]:
         body: dict[str, Any] = {
             "job_id": job.id,
             "status": job.status,
@@ -594,7 +632,7 @@ class _App:
             body["run_time"] = job.run_time
         if job.error:
             body["error"] = job.error
-        return web.json_response(body)
+        return body
 
     async def results(self, request: web.Request) -> web.StreamResponse:
         job = self._job(request)
@@ -654,7 +692,8 @@ class LocalScheduler:
     Use it ``async with LocalScheduler(token="t") as s:`` (then ``s.base_url``
     and ``s.token``), or ``with LocalScheduler(...).run_in_thread() as s:`` from
     blocking code. ``stop()`` then ``start()`` restarts it on the same port with
-    its jobs intact; ``faults`` can be replaced at any time.
+    its jobs intact; ``faults`` can be replaced at any time. ``watch=False``
+    serves without the `jobs/watch/` extension (404), like a plain server.
     """
 
     def __init__(
@@ -670,6 +709,7 @@ class LocalScheduler:
         seed: int | None = None,
         allow_remote: bool = False,
         shutdown_timeout: float = 2.0,
+        watch: bool = True,
     ) -> None:
         if not is_loopback(host):
             if not allow_remote:
@@ -684,6 +724,7 @@ class LocalScheduler:
         self.host = host
         self.port = port
         self.shutdown_timeout = shutdown_timeout
+        self.watch = watch
         self._duration = self._check_duration(job_duration)
         self._rng = random.Random(seed)
         self._injector = FaultInjector(faults or FaultConfig())
@@ -774,6 +815,22 @@ class LocalScheduler:
         except TimeoutError:
             return True
         return False
+
+    async def _hold_until(self, predicate: Callable[[], bool], seconds: float) -> None:
+        """Wait until `predicate()` holds, `seconds` pass or the server starts shutting down."""
+        closing = self._closing
+        if predicate() or seconds <= 0 or closing is None or closing.is_set():
+            return
+        waiters = {
+            asyncio.ensure_future(self._store.wait_for(predicate)),
+            asyncio.ensure_future(closing.wait()),
+        }
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
 
     # -- what tests and operators look at --------------------------------------
 

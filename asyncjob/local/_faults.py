@@ -30,6 +30,7 @@ ENDPOINTS = (
     "init",
     "add_circuits",
     "status",
+    "watch",
     "results",
     "cancel",
     "delete",

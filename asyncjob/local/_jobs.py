@@ -49,6 +49,13 @@ class SchedulerStats:
     """Injected faults by kind: rate_limit, error, reset, hang, truncate, fail."""
 
     @property
+    def polls(self) -> int:
+        """Requests that asked after jobs: `status` and `watch` (one long poll, many jobs)."""
+        return self.requests_by_endpoint.get("status", 0) + self.requests_by_endpoint.get(
+            "watch", 0
+        )
+
+    @property
     def total_faults(self) -> int:
         """Every fault injected, all kinds together."""
         return sum(self.faults_injected.values())

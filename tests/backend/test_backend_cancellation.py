@@ -74,7 +74,7 @@ def test_event_while_run_waits_cancels_the_job(
     slow_backend: JobBackend, slow_scheduler: ThreadedScheduler
 ) -> None:
     event = threading.Event()
-    set_when(event, lambda: slow_scheduler.stats.requests_by_endpoint.get("status", 0) >= 1)
+    set_when(event, lambda: slow_scheduler.stats.polls >= 1)
     with pytest.raises(ExecutionCancelledError):
         slow_backend.run({"bell": BELL}, cancellation_event=event)
     assert [job.status for job in slow_scheduler.jobs()] == ["CANCELLED"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,8 @@ def run(script: str, *args: str, env: dict[str, str] | None = None) -> str:
     return process.stdout
 
 
-def test_blocking_script(scheduler: ThreadedScheduler) -> None:
+def test_blocking_script(serve: Callable[..., ThreadedScheduler]) -> None:
+    scheduler = serve(job_duration=0.5)  # several polling intervals of 0.1 s: progress shows
     out = run("blocking_script.py", scheduler.base_url, scheduler.token)
     assert "started a local scheduler" not in out
     assert "  poll 1: " in out

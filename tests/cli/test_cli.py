@@ -198,9 +198,9 @@ def test_ctrl_c_during_wait_cancels_only_the_wait(
 ) -> None:
     env = env_for(slow_server, tmp_path)
     job_id = cli("submit", str(qasm_files[0]), env=env).stdout.strip()
-    polls = slow_server.stats.requests_by_endpoint.get("status", 0)
+    polls = slow_server.stats.polls
     proc = _start(["wait", job_id], env)
-    _wait_for(lambda: slow_server.stats.requests_by_endpoint.get("status", 0) > polls + 2)
+    _wait_for(lambda: slow_server.stats.polls > polls + 2)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
@@ -215,7 +215,7 @@ def test_ctrl_c_during_submit_wait_cancels_the_job(
 ) -> None:
     env = env_for(slow_server, tmp_path)
     proc = _start(["submit", str(qasm_files[0]), "--wait"], env)
-    _wait_for(lambda: slow_server.stats.requests_by_endpoint.get("status", 0) > 2)
+    _wait_for(lambda: slow_server.stats.polls > 2)
     proc.send_signal(signal.SIGINT)
     out, _err = proc.communicate(timeout=20)
     assert proc.returncode == 130

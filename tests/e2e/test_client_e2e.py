@@ -142,6 +142,50 @@ async def test_as_completed_against_the_scheduler(scheduler: LocalScheduler) -> 
     assert all(o.status is JobStatus.COMPLETED and o.result is not None for o in done)
 
 
+async def test_as_completed_watches_many_jobs_with_few_requests() -> None:
+    async with (
+        LocalScheduler(job_duration=(0.05, 0.5), max_concurrent_jobs=20, seed=2) as scheduler,
+        AsyncJobClient(scheduler.base_url, scheduler.token, polling_interval=30.0) as client,
+    ):
+        handles = [await client.submit_circuits({f"j{i}": BELL}) for i in range(20)]
+        with anyio.fail_after(20):  # one 30 s interval would trip this: finishes end rounds
+            async with client.as_completed(handles) as outcomes:
+                done = [o async for o in outcomes]
+        by_endpoint = scheduler.stats.requests_by_endpoint
+    assert all(o.status is JobStatus.COMPLETED and o.result is not None for o in done)
+    assert len(done) == 20
+    assert "status" not in by_endpoint
+    assert 1 <= by_endpoint["watch"] <= 20  # one round per finish at most, never per job
+
+
+async def test_as_completed_against_a_server_without_watch() -> None:
+    async with (
+        LocalScheduler(job_duration=0.05, watch=False) as scheduler,
+        AsyncJobClient(scheduler.base_url, scheduler.token, polling_interval=0.02) as client,
+    ):
+        handles = [await client.submit_circuits({f"j{i}": BELL}) for i in range(3)]
+        async with client.as_completed(handles) as outcomes:
+            done = [o async for o in outcomes]
+        by_endpoint = scheduler.stats.requests_by_endpoint
+    assert all(o.status is JobStatus.COMPLETED and o.result is not None for o in done)
+    assert by_endpoint["other"] == 1  # the one jobs/watch/ that found no route
+    assert by_endpoint["status"] >= 3
+
+
+async def test_a_long_poll_outlasts_the_request_timeout() -> None:
+    async with (
+        LocalScheduler(job_duration=0.6) as scheduler,
+        AsyncJobClient(
+            scheduler.base_url, scheduler.token, polling_interval=5.0, timeout=0.3
+        ) as client,
+    ):
+        handle = await client.submit_circuits({"a": BELL})
+        with anyio.fail_after(4):
+            status = await client.poll_job_status(handle, loop_until_complete=True)
+        assert status is JobStatus.COMPLETED
+        assert scheduler.stats.polls == 1  # held 0.6 s, past the 0.3 s request timeout
+
+
 async def test_readme_async_example_runs_as_printed(scheduler: LocalScheduler) -> None:
     text = README.read_text()
     block = re.search(r"## Async\n\n```python\n(.*?)```", text, re.S)

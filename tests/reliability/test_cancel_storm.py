@@ -106,8 +106,9 @@ def pick_moment(rng: random.Random, scheduler: LocalScheduler) -> Moment:
 
         return Moment(phase, between)
     k = rng.randint(1, 3)
-    endpoint = "status" if phase == "poll" else "results"
-    return Moment(f"{phase} {k}", lambda: seen(endpoint) >= k)
+    if phase == "poll":
+        return Moment(f"{phase} {k}", lambda: seen("status") + seen("watch") >= k)
+    return Moment(f"{phase} {k}", lambda: seen("results") >= k)
 
 
 @dataclass

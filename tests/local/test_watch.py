@@ -1,0 +1,124 @@
+"""The `jobs/watch/` extension of the local scheduler: many jobs' status in one long poll."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+
+from asyncjob.local import LocalScheduler
+
+from .conftest import BELL, TOKEN, Factory, submit
+
+
+async def watch(
+    http: aiohttp.ClientSession, body: dict[str, Any], expect: int = 200
+) -> dict[str, Any]:
+    async with http.post("jobs/watch/", json=body) as response:
+        assert response.status == expect, await response.text()
+        answer: dict[str, Any] = await response.json()
+        return answer
+
+
+def session(scheduler: LocalScheduler) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        scheduler.base_url, headers={"Authorization": f"Bearer {scheduler.token}"}
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"job_ids": "j1"},
+        {"job_ids": []},
+        {"job_ids": [1, 2]},
+        {"job_ids": ["j"] * 1001},
+        {"job_ids": ["j"], "timeout": -1},
+        {"job_ids": ["j"], "timeout": "5"},
+        {"job_ids": ["j"], "timeout": True},
+    ],
+    ids=["no ids", "a string", "empty", "ints", "too many", "negative", "text", "bool"],
+)
+async def test_bad_requests_are_400(http: aiohttp.ClientSession, body: dict[str, Any]) -> None:
+    answer = await watch(http, body, expect=400)
+    assert answer["detail"]
+
+
+async def test_answers_at_once_when_a_job_is_terminal_or_unknown(
+    make_scheduler: Factory,
+) -> None:
+    scheduler = await make_scheduler(job_duration=3600)
+    async with session(scheduler) as http:
+        running = await submit(http, {"a": BELL})
+        with anyio.fail_after(10):  # a 60 s hold would trip this
+            answer = await watch(http, {"job_ids": [running, "nope"], "timeout": 60})
+        assert answer["jobs"]["nope"] is None
+        assert answer["jobs"][running]["status"] in ("PENDING", "RUNNING")
+        assert answer["jobs"][running]["job_id"] == running
+
+
+async def test_held_until_a_job_changes_to_terminal(make_scheduler: Factory) -> None:
+    scheduler = await make_scheduler(job_duration=3600)
+    async with session(scheduler) as http:
+        jobs = [await submit(http, {"a": BELL}) for _ in range(3)]
+
+        async def cancel_once_held() -> None:
+            await scheduler.wait_until(
+                lambda: scheduler.stats.requests_by_endpoint.get("watch", 0) == 1
+            )
+            async with http.post(f"job/{jobs[1]}/cancel/") as response:
+                assert response.status == 200
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel_once_held)
+                answer = await watch(http, {"job_ids": jobs, "timeout": 60})
+        statuses = {job: entry["status"] for job, entry in answer["jobs"].items()}
+        assert statuses[jobs[1]] == "CANCELLED"  # only a held request can have seen that
+        assert {statuses[jobs[0]], statuses[jobs[2]]} <= {"PENDING", "RUNNING"}
+        assert scheduler.stats.polls == 1
+
+
+async def test_timeout_zero_is_a_plain_batch_status(make_scheduler: Factory) -> None:
+    scheduler = await make_scheduler(job_duration=3600)
+    async with session(scheduler) as http:
+        jobs = [await submit(http, {"a": BELL}) for _ in range(3)]
+        answer = await watch(http, {"job_ids": jobs, "timeout": 0})
+        assert sorted(answer["jobs"]) == sorted(jobs)
+        assert all(entry["status"] in ("PENDING", "RUNNING") for entry in answer["jobs"].values())
+
+
+async def test_a_held_request_ends_when_the_server_stops(make_scheduler: Factory) -> None:
+    scheduler = await make_scheduler(job_duration=3600)
+    async with session(scheduler) as http:
+        job = await submit(http, {"a": BELL})
+
+        async def stop_once_held() -> None:
+            await scheduler.wait_until(
+                lambda: scheduler.stats.requests_by_endpoint.get("watch", 0) == 1
+            )
+            await scheduler.stop()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stop_once_held)
+                try:
+                    answer = await watch(http, {"job_ids": [job], "timeout": 60})
+                except aiohttp.ClientError:
+                    return  # the connection was closed under it: ended, too
+                assert answer["jobs"][job]["status"] in ("PENDING", "RUNNING")
+
+
+async def test_without_the_extension_it_is_404(make_scheduler: Factory) -> None:
+    scheduler = await make_scheduler(watch=False)
+    async with session(scheduler) as http:
+        await watch(http, {"job_ids": ["j"], "timeout": 1}, expect=404)
+
+
+async def test_needs_the_token(server: LocalScheduler) -> None:
+    async with aiohttp.ClientSession(server.base_url) as http:
+        answer = await watch(http, {"job_ids": ["j"]}, expect=401)
+    assert TOKEN not in str(answer)

@@ -1,0 +1,207 @@
+"""The client's use of the `jobs/watch/` long-poll extension, with HTTP mocked."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import CallbackResult, aioresponses
+from yarl import URL
+
+from asyncjob import (
+    AsyncJobClient,
+    ExecutionResult,
+    JobStatus,
+    NotFoundError,
+    PollingPolicy,
+    ProtocolError,
+    Response,
+)
+
+from .conftest import BASE, TOKEN, fast_retry
+from .test_client import calls, histogram_entry, results_url, sent_body, status_url
+
+WATCH = f"{BASE}jobs/watch/"
+
+
+def watched(**statuses: str | None) -> dict[str, Any]:
+    """A `jobs/watch/` answer: job id -> status (None: unknown job)."""
+    return {
+        "jobs": {
+            job: None if status is None else {"job_id": job, "status": status}
+            for job, status in statuses.items()
+        }
+    }
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AsyncJobClient]:
+    async with AsyncJobClient(
+        BASE, TOKEN, retry=fast_retry(), polling=PollingPolicy(interval=0.25), timeout=2.0
+    ) as c:
+        yield c
+
+
+async def test_a_poll_is_held_by_the_server_and_needs_no_status_request(
+    client: AsyncJobClient,
+) -> None:
+    progress: list[tuple[int, str]] = []
+    finished: list[Response] = []
+    with aioresponses() as m:
+        m.post(WATCH, payload=watched(j1="RUNNING"))
+        m.post(WATCH, payload={"jobs": {"j1": {"status": "COMPLETED", "run_time": 1.5}}})
+        status = await client.poll_job_status(
+            "j1",
+            loop_until_complete=True,
+            progress_callback=lambda n, s: progress.append((n, s)),
+            on_complete=finished.append,
+        )
+        bodies = [sent_body(call) for call in calls(m, "POST", WATCH)]
+        assert calls(m, "GET", status_url()) == []
+    assert status is JobStatus.COMPLETED
+    assert progress == [(1, "RUNNING")]
+    assert [response.json()["run_time"] for response in finished] == [1.5]
+    assert bodies == [{"job_ids": ["j1"], "timeout": 0.25}] * 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status": 404, "payload": {"detail": "Not found."}},
+        {"status": 405, "body": "<html>Method Not Allowed</html>"},
+        {"status": 403, "payload": {"detail": "forbidden"}},
+        {"status": 200, "payload": {"jobs": {}}},
+        {"status": 200, "payload": {"jobs": {"j1": "RUNNING"}}},
+        {"status": 200, "body": "<html>an app shell</html>"},
+    ],
+    ids=["404", "405", "403", "missing job", "entry not an object", "not json"],
+)
+async def test_a_server_without_the_extension_is_polled_per_job(
+    client: AsyncJobClient, answer: dict[str, Any]
+) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, **answer)
+        m.get(status_url(), payload={"status": "RUNNING"})
+        m.get(status_url(), payload={"status": "COMPLETED"})
+        m.get(status_url(), payload={"status": "COMPLETED"})
+        assert await client.poll_job_status("j1", loop_until_complete=True) is JobStatus.COMPLETED
+        assert await client.poll_job_status("j1", loop_until_complete=True) is JobStatus.COMPLETED
+        assert len(calls(m, "POST", WATCH)) == 1  # found out once, not asked again
+        assert len(calls(m, "GET", status_url())) == 3
+
+
+async def test_an_unknown_status_in_a_watch_answer_is_a_protocol_error(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, payload=watched(j1="DONE"))
+        with pytest.raises(ProtocolError, match="DONE"):
+            await client.poll_job_status("j1", loop_until_complete=True)
+        assert calls(m, "GET", status_url()) == []
+
+
+async def test_a_job_the_server_does_not_know_is_asked_for_directly(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, payload=watched(j1=None))
+        m.get(status_url(), status=404, payload={"detail": "job not found"})
+        with pytest.raises(NotFoundError):
+            await client.poll_job_status("j1", loop_until_complete=True)
+
+
+async def test_a_single_poll_and_watch_false_use_the_status_endpoint() -> None:
+    async with AsyncJobClient(BASE, TOKEN, polling_interval=0.001, watch=False) as client:
+        with aioresponses() as m:
+            m.get(status_url(), payload={"status": "RUNNING"})
+            m.get(status_url(), payload={"status": "COMPLETED"})
+            assert await client.poll_job_status("j1") is JobStatus.RUNNING
+            assert await client.poll_job_status("j1", loop_until_complete=True) is (
+                JobStatus.COMPLETED
+            )
+            assert calls(m, "POST", WATCH) == []
+
+
+async def test_a_connection_failure_of_the_long_poll_is_raised(client: AsyncJobClient) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, exception=aiohttp.ClientConnectionError("refused"), repeat=True)
+        with pytest.raises(Exception, match="jobs/watch/") as info:
+            await client.poll_job_status("j1", loop_until_complete=True)
+        assert type(info.value).__name__ == "ConnectionFailedError"
+        assert calls(m, "GET", status_url()) == []
+
+
+# -- as_completed -------------------------------------------------------------
+
+
+async def test_as_completed_follows_every_job_with_one_request_at_a_time(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, payload=watched(j1="COMPLETED", j2="RUNNING", j3="PENDING"))
+        m.post(WATCH, payload=watched(j2="FAILED", j3="RUNNING"))
+        m.post(WATCH, payload=watched(j3="COMPLETED"))
+        for job in ("j1", "j3"):
+            m.get(
+                results_url(job),
+                payload={"next": None, "results": [histogram_entry("a", {"1": 2})]},
+            )
+        handles = [ExecutionResult(job_id=j) for j in ("j1", "j2", "j3")]
+        async with client.as_completed(handles) as outcomes:
+            got = {o.handle.job_id: o async for o in outcomes}
+        bodies = [sent_body(call)["job_ids"] for call in calls(m, "POST", WATCH)]
+        assert all(calls(m, "GET", status_url(job)) == [] for job in ("j1", "j2", "j3"))
+    assert bodies == [["j1", "j2", "j3"], ["j2", "j3"], ["j3"]]
+    assert got["j1"].status is JobStatus.COMPLETED and got["j1"].result is not None
+    assert got["j2"].status is JobStatus.FAILED and got["j2"].result is None
+    assert got["j3"].status is JobStatus.COMPLETED and got["j3"].error is None
+
+
+async def test_as_completed_watches_in_groups_of_500_and_keeps_duplicates(
+    client: AsyncJobClient,
+) -> None:
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        ids = json.loads(kwargs["data"])["job_ids"]
+        return CallbackResult(payload={"jobs": {j: {"status": "CANCELLED"} for j in ids}})
+
+    handles = [ExecutionResult(job_id=f"j{i}") for i in range(501)]
+    handles.append(ExecutionResult(job_id="j0"))
+    with aioresponses() as m:
+        m.post(WATCH, callback=answer, repeat=True)
+        async with client.as_completed(handles) as outcomes:
+            got = [o async for o in outcomes]
+        sizes = sorted(len(sent_body(call)["job_ids"]) for call in calls(m, "POST", WATCH))
+    assert sizes == [1, 500]
+    assert len(got) == 502
+    assert sum(o.handle.job_id == "j0" for o in got) == 2
+    assert all(o.status is JobStatus.CANCELLED for o in got)
+
+
+async def test_as_completed_falls_back_to_polling_each_job_when_watching_fails(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, exception=aiohttp.ClientConnectionError("refused"), repeat=True)
+        m.get(status_url("j1"), payload={"status": "CANCELLED"})
+        m.get(status_url("j2"), status=404, payload={"detail": "gone"})
+        handles = [ExecutionResult(job_id=j) for j in ("j1", "j2")]
+        async with client.as_completed(handles) as outcomes:
+            got = {o.handle.job_id: o async for o in outcomes}
+    assert got["j1"].status is JobStatus.CANCELLED and got["j1"].error is None
+    assert isinstance(got["j2"].error, NotFoundError)
+
+
+async def test_as_completed_polls_each_job_when_max_retries_is_set() -> None:
+    polling = PollingPolicy(interval=0.001, max_retries=5)
+    async with AsyncJobClient(BASE, TOKEN, polling=polling) as client:
+        with aioresponses() as m:
+            m.get(status_url(), payload={"status": "COMPLETED"})
+            async with client.as_completed(
+                [ExecutionResult(job_id="j1")], fetch_results=False
+            ) as outcomes:
+                got = [o async for o in outcomes]
+            assert calls(m, "POST", WATCH) == []
+    assert [o.status for o in got] == [JobStatus.COMPLETED]
