@@ -121,13 +121,34 @@ class Submission:
         """Chunks must arrive strictly in order when positions are job-wide."""
         return self.circuit_ham_map is not None
 
-    def chunk_bodies(self, encoded: Sequence[str], max_bytes: int) -> list[dict[str, Any]]:
-        """Split the encoded circuits greedily into request bodies under `max_bytes`.
+    def check_sizes(self, max_bytes: int) -> None:
+        """Refuse, before anything is sent, a circuit too large for a request on its own.
 
-        Every body is `finalized: "false"`; the caller marks the last one.
+        Only circuits that could exceed the limit even incompressible are encoded.
+        """
+        base = len(_dumps(self._body([], 0, 0)))
+        for label, source in zip(self.labels, self.sources, strict=True):
+            fixed = base + len(_dumps(label)) + 4
+            raw = len(source.encode("utf-8"))
+            if (raw + raw // 1000 * 5 + 64) * 4 // 3 + 4 + fixed <= max_bytes:
+                continue
+            size = len(encode_circuit(source))
+            if size + fixed > max_bytes:
+                raise PayloadTooLargeError(
+                    f"circuit {label!r} is {size} bytes once encoded, over the "
+                    f"{max_bytes}-byte request limit"
+                )
+
+    def chunk_bodies(
+        self, encoded: Sequence[str], max_bytes: int, start: int = 0
+    ) -> list[dict[str, Any]]:
+        """Split `encoded[start:]` greedily into request bodies under `max_bytes`.
+
+        `encoded` holds the batch's first circuits, encoded, in order (indices
+        are batch positions). Every body is `finalized: "false"`; the caller
+        marks the last one.
         """
         bodies: list[dict[str, Any]] = []
-        start = 0
         n = len(encoded)
         while start < n:
             end = start

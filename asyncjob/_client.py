@@ -10,7 +10,15 @@ import sqlite3
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -45,6 +53,8 @@ T = TypeVar("T")
 
 _THREAD_THRESHOLD = 16
 """Batches larger than this are validated and encoded off the event loop."""
+_ENCODE_SLICE = 256
+"""Circuits compressed at a time between looks for a full chunk to send."""
 _CLEANUP_TIMEOUT = 5.0
 _KNOWN_LABELS = 16384
 """Jobs whose labels (and last seen status) are kept in memory; the journal keeps the rest."""
@@ -172,37 +182,78 @@ class AsyncJobClient:
         )
 
     async def _submit(self, submission: Submission) -> ExecutionResult:
-        bodies = await self._prepare(submission)
-        chunks = [PendingChunk(i, _new_key(), body) for i, body in enumerate(bodies)]
-        chunks[-1] = attrs.evolve(chunks[-1], body={**chunks[-1].body, "finalized": "true"})
+        """Validate everything, then create the job while the batch is compressed.
+
+        Chunks go out as soon as each is compressed (and journaled), so the
+        server takes in one chunk while the next is being compressed.
+        """
+        await self._validate(submission)
         key = _new_key()
         options = {"init": submission.init_body, "ordered": submission.ordered_upload}
-        await self._record(
-            "begin",
-            key,
-            self._config.base_url,
-            submission.labels,
-            options,
-            [(chunk.chunk_key, chunk.body) for chunk in chunks],
-        )
-        job_id = await self._init(key, submission.init_body)
-        self._remember_labels(job_id, submission.labels)
-        await self._upload(key, job_id, chunks, ordered=submission.ordered_upload, created=True)
+        await self._record("begin", key, self._config.base_url, submission.labels, options)
+        send, receive = anyio.create_memory_object_stream[PendingChunk](math.inf)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._encode_chunks, submission, key, send)
+                job_id = await self._init(key, submission.init_body)
+                self._remember_labels(job_id, submission.labels)
+                await self._upload(
+                    key, job_id, receive, ordered=submission.ordered_upload, created=True
+                )
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
         logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
         return ExecutionResult(job_id=job_id)
 
-    async def _prepare(self, submission: Submission) -> list[dict[str, Any]]:
-        def prepare() -> list[dict[str, Any]]:
+    async def _validate(self, submission: Submission) -> None:
+        """Check every circuit, and that each fits in a request, before anything is sent."""
+
+        def validate() -> None:
             _qasm.check_batch(
                 list(zip(submission.labels, submission.sources, strict=True)),
                 full=self._config.full_qasm_check,
             )
-            encoded = [encode_circuit(source) for source in submission.sources]
-            return submission.chunk_bodies(encoded, self._config.limits.max_payload_bytes)
+            submission.check_sizes(self._config.limits.max_payload_bytes)
 
         if len(submission.labels) <= _THREAD_THRESHOLD:
-            return prepare()
-        return await anyio.to_thread.run_sync(prepare, abandon_on_cancel=True)
+            validate()
+        else:
+            await anyio.to_thread.run_sync(validate, abandon_on_cancel=True)
+
+    async def _encode_chunks(
+        self, submission: Submission, key: str, send: MemoryObjectSendStream[PendingChunk]
+    ) -> None:
+        """Compress the batch slice by slice and hand over each chunk once it is full.
+
+        Each chunk is journaled before it is handed over; the last one is final.
+        """
+        max_bytes = self._config.limits.max_payload_bytes
+        sources = submission.sources
+        encoded: list[str] = []
+        start = index = 0
+        async with send:
+            while len(encoded) < len(sources):
+                more = sources[len(encoded) : len(encoded) + _ENCODE_SLICE]
+                if len(more) <= _THREAD_THRESHOLD:
+                    encoded += [encode_circuit(source) for source in more]
+                else:
+                    encoded += await anyio.to_thread.run_sync(
+                        _encode_all, more, abandon_on_cancel=True
+                    )
+                bodies = submission.chunk_bodies(encoded, max_bytes, start)
+                done = len(encoded) == len(sources)
+                for body in bodies if done else bodies[:-1]:
+                    start += len(body["circuits"])
+                    last = start == len(sources)
+                    if last:
+                        body["finalized"] = "true"
+                    chunk = PendingChunk(index, _new_key(), body)
+                    await self._record("chunk", key, index, chunk.chunk_key, body, last)
+                    try:
+                        await send.send(chunk)
+                    except anyio.BrokenResourceError:
+                        return  # the upload failed and stopped taking chunks
+                    index += 1
 
     async def _init(self, key: str, init_body: dict[str, Any]) -> str:
         """`job/init/`; if its outcome is unknown when it fails, find that job and cancel it.
@@ -250,17 +301,19 @@ class AsyncJobClient:
         self,
         key: str,
         job_id: str,
-        chunks: list[PendingChunk],
+        chunks: MemoryObjectReceiveStream[PendingChunk],
         *,
         ordered: bool,
         created: bool = False,
     ) -> None:
-        """Send the chunks (the final one last); on any failure or cancellation cancel the job.
+        """Send the chunks as they come, the final one after every other one landed.
 
-        Every await between the job's creation and its finalization is inside
-        the same guard, so no cancellation point can leave it un-finalized.
+        On any failure or cancellation the job is cancelled. Every await between
+        the job's creation and its finalization is inside the same guard, so no
+        cancellation point can leave it un-finalized.
         """
         path = job_path(job_id, "add_circuits/")
+        limiter = anyio.CapacityLimiter(self._config.limits.upload_concurrency)
 
         async def send(chunk: PendingChunk) -> None:
             await self._transport.request(
@@ -268,16 +321,30 @@ class AsyncJobClient:
             )
             await self._record("chunk_sent", key, chunk.index)
 
+        async def send_early(chunk: PendingChunk, borrower: object) -> None:
+            try:
+                await send(chunk)
+            finally:
+                limiter.release_on_behalf_of(borrower)
+
         try:
             if created:
                 await self._record("created", key, job_id)
-            early, last = chunks[:-1], chunks[-1:]
-            if ordered:
-                for chunk in early:
-                    await send(chunk)
-            else:
-                await _run_bounded(send, early, self._config.limits.upload_concurrency)
-            for chunk in last:
+            final: list[PendingChunk] = []
+            try:
+                async with anyio.create_task_group() as tg, chunks:
+                    async for chunk in chunks:
+                        if chunk.body.get("finalized") == "true":
+                            final.append(chunk)
+                        elif ordered:  # circuit_ham_map positions follow arrival order
+                            await send(chunk)
+                        else:
+                            borrower = object()
+                            await limiter.acquire_on_behalf_of(borrower)
+                            tg.start_soon(send_early, chunk, borrower)
+            except BaseExceptionGroup as group:
+                raise _first_leaf(group) from None
+            for chunk in final:
                 await send(chunk)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -368,17 +435,22 @@ class AsyncJobClient:
             if job_id is None:
                 job_id = await self._init(entry.key, entry.options["init"])
             self._remember_labels(job_id, entry.labels)
-            if finish:
+            if finish and entry.complete:
                 await self._upload(
                     entry.key,
                     job_id,
-                    pending,
+                    _stream_of(pending),
                     ordered=bool(entry.options.get("ordered")),
                     created=created,
                 )
             else:
                 with anyio.CancelScope(shield=True):
                     await self._abandon(job_id, entry.key)
+                if finish:
+                    raise LookupError(
+                        f"submission {entry.key} stopped before all of its circuits were "
+                        f"recorded, so it cannot be finished; its job {job_id} was cancelled"
+                    )
         if job_id is None:  # an init that never got through, abandoned earlier
             raise LookupError(f"submission {ref!r} never created a job")
         self._remember_labels(job_id, entry.labels)
@@ -784,6 +856,19 @@ class AsyncJobClient:
         except (AsyncJobError, ValueError) as exc:
             last = self._seen.get(str(getattr(handle, "job_id", "")), status)
             return JobOutcome(handle, last, None, exc)
+
+
+def _encode_all(sources: Sequence[str]) -> list[str]:
+    return [encode_circuit(source) for source in sources]
+
+
+def _stream_of(items: Iterable[T]) -> MemoryObjectReceiveStream[T]:
+    """A closed stream holding `items`."""
+    send, receive = anyio.create_memory_object_stream[T](math.inf)
+    with send:
+        for item in items:
+            send.send_nowait(item)
+    return receive
 
 
 async def _run_bounded(

@@ -1,10 +1,11 @@
 """The job journal: a small SQLite record of every submission, so nothing is lost.
 
 A submission is written down *before* `job/init/` is sent (with the init
-`Idempotency-Key` and every chunk body and chunk key), then updated as the job
-id arrives, chunks are acknowledged, statuses are seen and results fetched. A
-process that dies half-way can therefore finish (or cancel) the submission
-later, re-sending exactly the same requests, which the server de-duplicates.
+`Idempotency-Key`), each chunk body and chunk key before that chunk is sent,
+then updated as the job id arrives, chunks are acknowledged, statuses are seen
+and results fetched. A process that dies half-way can therefore finish the
+submission later, re-sending exactly the same requests, which the server
+de-duplicates, or, if it died before every chunk was recorded, cancel it.
 
 Every operation opens its own short-lived connection and transaction, so the
 journal is safe to share between threads and processes (SQLite WAL mode).
@@ -108,6 +109,11 @@ class JournalEntry:
     has_results: bool
 
     @property
+    def complete(self) -> bool:
+        """True once every chunk of the submission is recorded (it can be finished)."""
+        return self.n_chunks > 0
+
+    @property
     def interrupted(self) -> bool:
         """True when the submission never finished: it must be completed or cancelled."""
         return self.state in (INITIALISING, UPLOADING)
@@ -154,9 +160,12 @@ class Journal:
         base_url: str,
         labels: Sequence[str],
         options: dict[str, Any],
-        chunks: Sequence[tuple[str, dict[str, Any]]],
+        chunks: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> None:
-        """Record a submission before `job/init/` is sent: labels, options and every chunk."""
+        """Record a submission before `job/init/` is sent: labels, options and any chunks.
+
+        Chunks not given here are recorded by `chunk()` before each is sent.
+        """
         now = time.time()
         with self._transaction() as db:
             db.execute(
@@ -177,6 +186,18 @@ class Journal:
                 "INSERT INTO chunks (key, idx, chunk_key, body) VALUES (?, ?, ?, ?)",
                 [(key, i, ck, json.dumps(body)) for i, (ck, body) in enumerate(chunks)],
             )
+
+    def chunk(
+        self, key: str, index: int, chunk_key: str, body: dict[str, Any], last: bool
+    ) -> None:
+        """Record chunk `index` before it is sent; the `last` one completes the submission."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO chunks (key, idx, chunk_key, body) VALUES (?, ?, ?, ?)",
+                (key, index, chunk_key, json.dumps(body)),
+            )
+            if last:
+                db.execute("UPDATE submissions SET n_chunks = ? WHERE key = ?", (index + 1, key))
 
     def created(self, key: str, job_id: str) -> None:
         """The server answered `job/init/` with `job_id`."""

@@ -175,6 +175,41 @@ async def test_chunks_upload_concurrently_and_final_goes_last() -> None:
     assert labels == sorted(circuits)
 
 
+async def test_chunks_go_out_while_the_rest_of_the_batch_is_compressed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncjob._client as client_module
+
+    circuits = {f"c{i:04d}": BELL + f"// {i} " + "y" * 100 + "\n" for i in range(600)}
+    first_chunk_sent = threading.Event()
+    slices: list[int] = []
+    encode_all = client_module._encode_all
+
+    def encode_slice(sources: Any) -> list[str]:
+        slices.append(len(sources))
+        # Later slices wait for a chunk to be on the wire: a client that compressed
+        # the whole batch before sending anything would never get past this.
+        if len(slices) > 1 and not first_chunk_sent.wait(10):
+            raise AssertionError("nothing was sent while the batch was being compressed")
+        return encode_all(sources)
+
+    def on_chunk(url: URL, **kwargs: Any) -> CallbackResult:
+        first_chunk_sent.set()
+        return CallbackResult(payload={})
+
+    monkeypatch.setattr(client_module, "_encode_all", encode_slice)
+    async with AsyncJobClient(BASE, TOKEN, limits=Limits(max_payload_bytes=5_000)) as client:
+        with aioresponses() as m:
+            m.post(INIT, payload={"job_id": "j1"})
+            m.post(add_url(), callback=on_chunk, repeat=True)
+            await client.submit_circuits(circuits)
+            chunks = [sent_body(c) for c in calls(m, "POST", add_url())]
+    assert len(slices) >= 3
+    assert sorted(label for c in chunks for label in c["circuits"]) == sorted(circuits)
+    assert [c["finalized"] for c in chunks].count("true") == 1
+    assert chunks[-1]["finalized"] == "true"
+
+
 async def test_chunks_go_strictly_in_order_with_circuit_ham_map() -> None:
     circuits = {f"c{i:03d}": BELL + "// " + "x" * 300 + "\n" for i in range(30)}
     in_flight = 0

@@ -240,3 +240,32 @@ async def test_results_are_journaled_only_when_asked(tmp_path: Path) -> None:
                 await client.get_job_results(handle)
         stored = Journal(path).stored_results(BASE, "j1")
         assert stored == ([{"label": "a", "results": {"v": 1}}] if keep else None)
+
+
+async def test_a_submission_recorded_in_part_is_cancelled_not_finished(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    journal.begin("k1", BASE, ["a", "b"], {"init": {"tag": "t"}, "ordered": False})
+    journal.created("k1", "j1")
+    journal.chunk("k1", 0, "ck0", {"circuits": {"a": "x"}, "finalized": "false"}, last=False)
+    entry = journal.find(BASE, "j1")
+    assert entry is not None and entry.interrupted and not entry.complete
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+        with aioresponses() as m:
+            m.post(CANCEL, payload={"status": "cancelled"})
+            with pytest.raises(LookupError, match="cannot be finished"):
+                await client.resume("j1")
+            assert len(m.requests[("POST", URL(CANCEL))]) == 1
+            assert ("POST", URL(ADD)) not in m.requests  # never half a batch
+    entry = Journal(path).find(BASE, "j1")
+    assert entry is not None and entry.state == ABANDONED
+
+
+def test_the_last_chunk_completes_a_submission(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.begin("k1", BASE, ["a", "b"], {})
+    journal.chunk("k1", 0, "ck0", {"circuits": {"a": "x"}}, last=False)
+    journal.chunk("k1", 1, "ck1", {"circuits": {"b": "y"}, "finalized": "true"}, last=True)
+    entry = journal.find(BASE, "k1")
+    assert entry is not None and entry.complete and entry.n_chunks == 2
+    assert [chunk.chunk_key for chunk in journal.pending_chunks("k1")] == ["ck0", "ck1"]
