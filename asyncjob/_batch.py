@@ -140,14 +140,16 @@ class Submission:
                 )
 
     def chunk_bodies(
-        self, encoded: Sequence[str], max_bytes: int, start: int = 0
+        self, encoded: Sequence[str], max_bytes: int, start: int = 0, target: int | None = None
     ) -> list[dict[str, Any]]:
-        """Split `encoded[start:]` greedily into request bodies under `max_bytes`.
+        """Split `encoded[start:]` greedily into request bodies of about `target` bytes.
 
-        `encoded` holds the batch's first circuits, encoded, in order (indices
-        are batch positions). Every body is `finalized: "false"`; the caller
-        marks the last one.
+        No body exceeds `max_bytes` (`target` defaults to it; a circuit larger
+        than `target` gets a body of its own). `encoded` holds the batch's first
+        circuits, encoded, in order (indices are batch positions). Every body is
+        `finalized: "false"`; the caller marks the last one.
         """
+        target = max_bytes if target is None else min(target, max_bytes)
         bodies: list[dict[str, Any]] = []
         n = len(encoded)
         while start < n:
@@ -155,7 +157,7 @@ class Submission:
             size = len(_dumps(self._body(encoded, start, start)))
             while end < n:
                 entry = len(_dumps(self.labels[end])) + len(encoded[end]) + 4
-                if size + entry > max_bytes and end > start:
+                if size + entry > target and end > start:
                     break
                 size += entry
                 end += 1

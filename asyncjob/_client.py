@@ -227,7 +227,8 @@ class AsyncJobClient:
 
         Each chunk is journaled before it is handed over; the last one is final.
         """
-        max_bytes = self._config.limits.max_payload_bytes
+        limits = self._config.limits
+        max_bytes = limits.max_payload_bytes
         sources = submission.sources
         encoded: list[str] = []
         start = index = 0
@@ -240,7 +241,7 @@ class AsyncJobClient:
                     encoded += await anyio.to_thread.run_sync(
                         _encode_all, more, abandon_on_cancel=True
                     )
-                bodies = submission.chunk_bodies(encoded, max_bytes, start)
+                bodies = submission.chunk_bodies(encoded, max_bytes, start, limits.chunk_bytes)
                 done = len(encoded) == len(sources)
                 for body in bodies if done else bodies[:-1]:
                     start += len(body["circuits"])

@@ -125,6 +125,9 @@ class Limits:
     """Results asked per page."""
     max_payload_bytes: int = attrs.field(default=MAX_PAYLOAD_BYTES, validator=_at_least_one)
     """Cap on one request body (0.95 MiB, the service's limit)."""
+    chunk_bytes: int = attrs.field(default=512 * 1024, validator=_at_least_one)
+    """Size a chunk aims at (at most `max_payload_bytes`): with chunks below the cap
+    the server starts on a batch sooner, while the client still compresses the rest."""
     max_response_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_at_least_one)
     """Cap on one response body; a larger one is a `ProtocolError`, not a memory blow-up."""
 

@@ -193,6 +193,23 @@ class TestChunking:
             s.chunk_bodies([noise], 1000)
 
 
+def test_chunks_aim_at_the_target_and_never_pass_the_cap() -> None:
+    circuits = {f"c{i:03d}": BELL + f"// {i} {os.urandom(100).hex()}\n" for i in range(200)}
+    s = sub(circuits)
+    encoded = [encode_circuit(x) for x in s.sources]
+    encoded[7] = base64.b64encode(os.urandom(3000)).decode()  # over the target, under the cap
+    bodies = s.chunk_bodies(encoded, 10_000, target=2_000)
+    sizes = [len(json.dumps(body, separators=(",", ":")).encode()) for body in bodies]
+    assert max(sizes) <= 10_000
+    several = [size for size, b in zip(sizes, bodies, strict=True) if len(b["circuits"]) > 1]
+    assert several and max(several) <= 2_000
+    assert any(
+        len(b["circuits"]) == 1 and size > 2_000 for size, b in zip(sizes, bodies, strict=True)
+    )
+    assert [label for body in bodies for label in body["circuits"]] == list(circuits)
+    assert len(s.chunk_bodies(encoded, 10_000)) < len(bodies)
+
+
 def test_one_shot_group_per_circuit_chunks_under_the_cap() -> None:
     circuits = {f"c{i:03d}": BELL + f"// {i}\n" for i in range(300)}
     s = sub(circuits, shot_groups=[[i, i + 1, 10 + i] for i in range(300)])
