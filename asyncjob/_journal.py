@@ -101,6 +101,7 @@ class JournalEntry:
     labels: tuple[str, ...]
     options: dict[str, Any]
     n_chunks: int
+    """Chunks of the submission; 0 until the last one is recorded."""
     chunks_sent: int
     state: str
     status: str | None

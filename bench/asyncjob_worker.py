@@ -70,13 +70,16 @@ def submit(params: dict[str, Any]) -> dict[str, Any]:
     for size in params["sizes"]:
         times: list[float] = []
         cpu: list[float] = []
+        server_cpu: list[float] = []
         for run in range(params["repeats"][str(size)]):
             circuits = make_batch(size, seed=size * 1000 + run)
             with Server(python, latency=LATENCY) as server:
+                before = server.cpu_seconds()
                 times.append(asyncio.run(_submit_once(server.base_url, circuits)))
+                server_cpu.append(server.cpu_seconds() - before)
             # A different batch of the same size: the verdict cache must not help.
             cpu.append(client_cpu(make_batch(size, seed=size * 1000 + 500 + run)))
-        out[str(size)] = {"times": times, "client_cpu": cpu}
+        out[str(size)] = {"times": times, "client_cpu": cpu, "server_cpu": server_cpu}
     return out
 
 

@@ -132,6 +132,12 @@ class Server:
         self.base_url = line
         return self
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the scheduler process has used so far (Linux /proc)."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> dict[str, Any]:
         process, self.process = self.process, None
         if process is None:
