@@ -127,17 +127,22 @@ class Submission:
         Only circuits that could exceed the limit even incompressible are encoded.
         """
         base = len(_dumps(self._body([], 0, 0)))
-        for label, source in zip(self.labels, self.sources, strict=True):
-            fixed = base + len(_dumps(label)) + 4
+        for index, (label, source) in enumerate(zip(self.labels, self.sources, strict=True)):
+            # Room for the label, quotes and the per-chunk extras (a re-based shot group).
+            fixed = base + len(_dumps(label)) + 64
             raw = len(source.encode("utf-8"))
             if (raw + raw // 1000 * 5 + 64) * 4 // 3 + 4 + fixed <= max_bytes:
                 continue
-            size = len(encode_circuit(source))
-            if size + fixed > max_bytes:
-                raise PayloadTooLargeError(
-                    f"circuit {label!r} is {size} bytes once encoded, over the "
-                    f"{max_bytes}-byte request limit"
-                )
+            self._check_alone(index, encode_circuit(source), max_bytes)
+
+    def _check_alone(self, index: int, encoded: str, max_bytes: int) -> None:
+        """PayloadTooLargeError if circuit `index` does not fit in a request even on its own."""
+        size = len(_dumps(self._body([encoded], index, index + 1)))
+        if size > max_bytes:
+            raise PayloadTooLargeError(
+                f"circuit {self.labels[index]!r} needs a {size}-byte request once encoded, "
+                f"over the {max_bytes}-byte limit"
+            )
 
     def chunk_bodies(
         self, encoded: Sequence[str], max_bytes: int, start: int = 0, target: int | None = None
@@ -154,38 +159,36 @@ class Submission:
         n = len(encoded)
         while start < n:
             end = start
-            size = len(_dumps(self._body(encoded, start, start)))
+            size = len(_dumps(self._body([], start, start)))
             while end < n:
                 entry = len(_dumps(self.labels[end])) + len(encoded[end]) + 4
                 if size + entry > target and end > start:
                     break
                 size += entry
                 end += 1
-            body = self._body(encoded, start, end)
+            body = self._body(encoded[start:end], start, end)
             if len(_dumps(body)) > max_bytes:
                 # The estimate leaves out per-chunk extras (re-based shot_groups):
                 # find the longest chunk that fits by bisection, not one by one.
                 fits, too_long = start, end
                 while too_long - fits > 1:
                     middle = (fits + too_long) // 2
-                    if len(_dumps(self._body(encoded, start, middle))) <= max_bytes:
+                    if len(_dumps(self._body(encoded[start:middle], start, middle))) <= max_bytes:
                         fits = middle
                     else:
                         too_long = middle
                 if fits == start:
-                    raise PayloadTooLargeError(
-                        f"circuit {self.labels[start]!r} is {len(encoded[start])} bytes once "
-                        f"encoded, over the {max_bytes}-byte request limit"
-                    )
+                    self._check_alone(start, encoded[start], max_bytes)
                 end = fits
-                body = self._body(encoded, start, end)
+                body = self._body(encoded[start:end], start, end)
             bodies.append(body)
             start = end
         return bodies
 
     def _body(self, encoded: Sequence[str], start: int, end: int) -> dict[str, Any]:
+        """The request body of circuits `start:end`, whose encoded forms are `encoded`."""
         body: dict[str, Any] = {
-            "circuits": dict(zip(self.labels[start:end], encoded[start:end], strict=True)),
+            "circuits": dict(zip(self.labels[start:end], encoded, strict=True)),
             "mode": "append",
             "finalized": "false",
         }

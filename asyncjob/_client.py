@@ -60,6 +60,10 @@ _KNOWN_LABELS = 16384
 """Jobs whose labels (and last seen status) are kept in memory; the journal keeps the rest."""
 _WATCH_BATCH = 500
 """Jobs listed in one `jobs/watch/` request."""
+_WATCH_HOLD = 60.0
+"""Longest hold asked of the server (the local scheduler's cap)."""
+_NO_WATCH = (400, 403, 404, 405, 410, 501)
+"""Answers to `jobs/watch/` that mean the server does not have the extension."""
 
 
 @attrs.frozen
@@ -198,10 +202,16 @@ class AsyncJobClient:
                 job_id = await self._init(key, submission.init_body)
                 self._remember_labels(job_id, submission.labels)
                 await self._upload(
-                    key, job_id, receive, ordered=submission.ordered_upload, created=True
+                    key,
+                    job_id,
+                    receive,
+                    ordered=submission.ordered_upload,
+                    created=True,
+                    final_required=True,
                 )
         except BaseExceptionGroup as group:
-            raise _first_leaf(group) from None
+            # The producer's own error, rather than the upload's note that it stopped.
+            raise _first_leaf(group.split(_ChunksEnded)[1] or group) from None
         logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
         return ExecutionResult(job_id=job_id)
 
@@ -306,6 +316,7 @@ class AsyncJobClient:
         *,
         ordered: bool,
         created: bool = False,
+        final_required: bool = False,
     ) -> None:
         """Send the chunks as they come, the final one after every other one landed.
 
@@ -345,6 +356,8 @@ class AsyncJobClient:
                             tg.start_soon(send_early, chunk, borrower)
             except BaseExceptionGroup as group:
                 raise _first_leaf(group) from None
+            if final_required and not final:  # whoever made the chunks stopped early
+                raise _ChunksEnded(f"the chunks of job {job_id} ended before the final one")
             for chunk in final:
                 await send(chunk)
         except BaseException:
@@ -563,6 +576,8 @@ class AsyncJobClient:
             )
             entries = _watch_entries(response, job_ids)
         except (HTTPStatusError, ProtocolError) as exc:
+            if isinstance(exc, HTTPStatusError) and exc.status_code not in _NO_WATCH:
+                raise  # 401, 429 or 5xx after retries: trouble, not a missing extension
             logger.debug("no jobs/watch/ extension (%s); polling each job", exc)
             self._watch_missing = True
             return None
@@ -585,7 +600,8 @@ class AsyncJobClient:
             while jobs and self._can_watch():
                 rounds += 1
                 sent = anyio.current_time()
-                entries = await self._watch(list(jobs), policy.delay(rounds))
+                hold = min(policy.delay(rounds), _WATCH_HOLD)
+                entries = await self._watch(list(jobs), hold)
                 if entries is None:
                     break
                 news = False
@@ -596,7 +612,7 @@ class AsyncJobClient:
                         for handle in jobs.pop(job_id):
                             done(handle, self._follower(handle, status))
                 if not news:  # a server that answers at once must not be polled in a loop
-                    await anyio.sleep(max(0.0, sent + policy.delay(rounds) - anyio.current_time()))
+                    await anyio.sleep(max(0.0, sent + hold - anyio.current_time()))
         except AsyncJobError as exc:
             logger.warning("watching %d jobs failed (%s); polling each", len(jobs), exc)
         for handles in jobs.values():
@@ -857,6 +873,10 @@ class AsyncJobClient:
         except (AsyncJobError, ValueError) as exc:
             last = self._seen.get(str(getattr(handle, "job_id", "")), status)
             return JobOutcome(handle, last, None, exc)
+
+
+class _ChunksEnded(AsyncJobError):
+    """The chunk producer stopped before the final chunk (its own error says why)."""
 
 
 def _encode_all(sources: Sequence[str]) -> list[str]:

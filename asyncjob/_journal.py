@@ -197,8 +197,12 @@ class Journal:
                 "INSERT INTO chunks (key, idx, chunk_key, body) VALUES (?, ?, ?, ?)",
                 (key, index, chunk_key, json.dumps(body)),
             )
-            if last:
-                db.execute("UPDATE submissions SET n_chunks = ? WHERE key = ?", (index + 1, key))
+            if last:  # complete only if no earlier chunk failed to be recorded
+                db.execute(
+                    "UPDATE submissions SET n_chunks = ? WHERE key = ?"
+                    " AND (SELECT COUNT(*) FROM chunks WHERE key = ?) = ?",
+                    (index + 1, key, key, index + 1),
+                )
 
     def created(self, key: str, job_id: str) -> None:
         """The server answered `job/init/` with `job_id`."""

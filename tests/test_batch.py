@@ -193,6 +193,17 @@ class TestChunking:
             s.chunk_bodies([noise], 1000)
 
 
+def test_a_circuit_that_fits_only_without_its_shot_group_is_refused_up_front() -> None:
+    noise = "// " + os.urandom(1500).hex() + "\n"
+    s = sub({"a": BELL, "big": BELL + noise}, shot_groups=[[0, 1, 10], [1, 2, 20]])
+    alone = len(json.dumps(s._body([encode_circuit(s.sources[1])], 1, 2)).replace(" ", ""))
+    s.check_sizes(alone)  # exactly fits
+    with pytest.raises(PayloadTooLargeError, match=f"'big' needs a {alone}-byte request"):
+        s.check_sizes(alone - 1)
+    with pytest.raises(PayloadTooLargeError, match="'big'"):
+        s.chunk_bodies([encode_circuit(x) for x in s.sources], alone - 1)
+
+
 def test_chunks_aim_at_the_target_and_never_pass_the_cap() -> None:
     circuits = {f"c{i:03d}": BELL + f"// {i} {os.urandom(100).hex()}\n" for i in range(200)}
     s = sub(circuits)

@@ -210,6 +210,38 @@ async def test_chunks_go_out_while_the_rest_of_the_batch_is_compressed(
     assert chunks[-1]["finalized"] == "true"
 
 
+async def test_a_failure_while_compressing_cancels_the_job_and_is_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncjob._client as client_module
+
+    circuits = {f"c{i:04d}": BELL + f"// {i} " + "y" * 100 + "\n" for i in range(600)}
+    encode_all = client_module._encode_all
+    slices: list[int] = []
+
+    def encode_slice(sources: Any) -> list[str]:
+        slices.append(len(sources))
+        if len(slices) == 2:
+            raise MemoryError("no room for the second slice")
+        return encode_all(sources)
+
+    monkeypatch.setattr(client_module, "_encode_all", encode_slice)
+    async with AsyncJobClient(BASE, TOKEN, limits=Limits(max_payload_bytes=5_000)) as client:
+        with aioresponses() as m:
+            m.post(INIT, payload={"job_id": "j1"})
+            m.post(add_url(), payload={}, repeat=True)
+            m.post(cancel_url(), payload={"status": "cancelled"})
+            with pytest.raises(MemoryError, match="second slice"):
+                await client.submit_circuits(circuits)
+            assert len(calls(m, "POST", cancel_url())) == 1
+            finals = [sent_body(c)["finalized"] for c in calls(m, "POST", add_url())]
+        journal = client.journal
+        assert journal is not None
+        (entry,) = journal.entries()
+    assert "true" not in finals  # never finalized with part of the batch
+    assert entry.state == "abandoned" and not entry.complete
+
+
 async def test_chunks_go_strictly_in_order_with_circuit_ham_map() -> None:
     circuits = {f"c{i:03d}": BELL + "// " + "x" * 300 + "\n" for i in range(30)}
     in_flight = 0

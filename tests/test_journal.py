@@ -261,6 +261,16 @@ async def test_a_submission_recorded_in_part_is_cancelled_not_finished(tmp_path:
     assert entry is not None and entry.state == ABANDONED
 
 
+def test_a_chunk_missing_from_the_journal_leaves_it_incomplete(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.begin("k1", BASE, ["a", "b", "c"], {})
+    journal.chunk("k1", 0, "ck0", {"circuits": {"a": "x"}}, last=False)
+    # chunk 1 was never recorded (a failed write): the submission cannot be finished
+    journal.chunk("k1", 2, "ck2", {"circuits": {"c": "z"}, "finalized": "true"}, last=True)
+    entry = journal.find(BASE, "k1")
+    assert entry is not None and not entry.complete
+
+
 def test_the_last_chunk_completes_a_submission(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     journal.begin("k1", BASE, ["a", "b"], {})

@@ -19,6 +19,7 @@ from asyncjob import (
     PollingPolicy,
     ProtocolError,
     Response,
+    ServerError,
 )
 
 from .conftest import BASE, TOKEN, fast_retry
@@ -91,6 +92,21 @@ async def test_a_server_without_the_extension_is_polled_per_job(
         assert await client.poll_job_status("j1", loop_until_complete=True) is JobStatus.COMPLETED
         assert len(calls(m, "POST", WATCH)) == 1  # found out once, not asked again
         assert len(calls(m, "GET", status_url())) == 3
+
+
+async def test_a_watch_that_keeps_failing_is_raised_not_taken_for_a_missing_extension(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, status=503, body="<html>down</html>", repeat=True)
+        with pytest.raises(ServerError):
+            await client.poll_job_status("j1", loop_until_complete=True)
+        assert calls(m, "GET", status_url()) == []
+    with aioresponses() as m:  # the server is back: the client still watches
+        m.post(WATCH, payload=watched(j1="COMPLETED"))
+        assert await client.poll_job_status("j1", loop_until_complete=True) is (
+            JobStatus.COMPLETED
+        )
 
 
 async def test_an_unknown_status_in_a_watch_answer_is_a_protocol_error(

@@ -48,11 +48,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_PREFIX = "/api/"
 MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
+"""Cap on one decompressed circuit or observable string (a gzip bomb is a 400)."""
 MAX_WATCH_JOBS = 1000
 """Most jobs one `jobs/watch/` request may list."""
 MAX_WATCH_SECONDS = 60.0
 """Longest a `jobs/watch/` request is held; a longer `timeout` is clamped."""
-"""Cap on one decompressed circuit or observable string (a gzip bomb is a 400)."""
 SIMULATOR_CLUSTERS: list[dict[str, Any]] = [
     {"name": "qoro_maestro", "access_level": "PUBLIC", "minimum_tier": "FREE"}
 ]
