@@ -55,7 +55,15 @@ def bench(session: nox.Session) -> None:
     check = subprocess.run([str(divi_python), "-c", "import divi, openqasm3"], capture_output=True)
     if check.returncode != 0:
         session.run(str(divi_python), "-m", "pip", "install", "--quiet", *divi_deps, external=True)
-    session.run("python", "bench/run.py", "--divi-python", str(divi_python), *session.posargs)
+    session.run(
+        "python",
+        "bench/run.py",
+        "--divi-python",
+        str(divi_python),
+        "--baseline",
+        "bench/baseline.json",
+        *session.posargs,
+    )
 
 
 @nox.session(python=PYTHON)

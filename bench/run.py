@@ -456,10 +456,12 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Rows comparing asyncjob's figures of a baseline run with this run."""
     b, a = before["asyncjob"], after["asyncjob"]
     out = [
-        "## Before/after the profile-driven fixes (asyncjob only)",
+        "## Before/after (asyncjob only)",
         "",
         "Profiles (pyinstrument, `bench/profile.py`): `profile_results.txt` (fetching 5,000 "
-        "results) and `profile_submit.txt` (the client-side work of submitting 5,000 circuits).",
+        "results) and `profile_submit.txt` (the client-side work of submitting 5,000 circuits). "
+        "The baseline, `bench/baseline.json`, is the full run before long polls, pipelined "
+        "submission and 512 KiB chunks (`bench/NOTES.md` says what changed).",
         "",
         f"Before: {before['date']}; after: this run. Same machine and workloads.",
         "",
@@ -476,6 +478,12 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
                           lambda x, s=size: x["submit"][s]["times"], "s"))  # fmt: skip
             items.append((f"client CPU, {size} circuits",
                           lambda x, s=size: x["submit"][s]["client_cpu"], "s"))  # fmt: skip
+    items += [
+        ("200 jobs: p95 delay to results",
+         lambda x: [percentile(job_delays(r), 0.95) for r in x["many_jobs"]["runs"]], "s"),
+        ("200 jobs: HTTP requests",
+         lambda x: [float(r["server"]["requests_total"]) for r in x["many_jobs"]["runs"]], ""),
+    ]  # fmt: skip
     for name, get, unit in items:
         try:
             bv, av = get(b), get(a)
