@@ -85,6 +85,11 @@ def _add_serve(
     )
     parser.add_argument("--max-concurrent-jobs", type=int, default=4, metavar="N")
     parser.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="serve without the jobs/watch/ long-poll extension, like a plain server",
+    )
+    parser.add_argument(
         "--seed", type=int, help="seed of the job and fault RNGs (replayable runs)"
     )
     faults = parser.add_argument_group("fault injection (all off by default)")
@@ -187,6 +192,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_concurrent_jobs=args.max_concurrent_jobs,
             seed=args.seed,
             allow_remote=args.allow_remote,
+            watch=not args.no_watch,
         )
     except (ValueError, ImportError) as exc:
         print(f"asyncjob serve: {exc}", file=sys.stderr)

@@ -125,6 +125,33 @@ def test_fault_and_executor_options(watchdog: list[subprocess.Popen[str]]) -> No
     assert proc.wait(timeout=30) == 0
 
 
+def post(url: str, token: str, body: object) -> int:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.parametrize(("flags", "expected"), [((), 200), (("--no-watch",), 404)])
+def test_no_watch_serves_without_the_extension(
+    watchdog: list[subprocess.Popen[str]], flags: tuple[str, ...], expected: int
+) -> None:
+    proc = spawn("serve", "--token", "t", *flags)
+    watchdog.append(proc)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert post(url + "jobs/watch/", "t", {"job_ids": ["x"], "timeout": 0}) == expected
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
