@@ -246,7 +246,7 @@ class AsyncJobClient:
             while len(encoded) < len(sources):
                 more = sources[len(encoded) : len(encoded) + _ENCODE_SLICE]
                 if len(more) <= _THREAD_THRESHOLD:
-                    encoded += [encode_circuit(source) for source in more]
+                    encoded += _encode_all(more)
                 else:
                     encoded += await anyio.to_thread.run_sync(
                         _encode_all, more, abandon_on_cancel=True

@@ -161,11 +161,10 @@ class Journal:
         base_url: str,
         labels: Sequence[str],
         options: dict[str, Any],
-        chunks: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> None:
-        """Record a submission before `job/init/` is sent: labels, options and any chunks.
+        """Record a submission before `job/init/` is sent: labels and options.
 
-        Chunks not given here are recorded by `chunk()` before each is sent.
+        Its chunks are recorded by `chunk()`, each before it is sent.
         """
         now = time.time()
         with self._transaction() as db:
@@ -177,15 +176,11 @@ class Journal:
                     base_url,
                     json.dumps(list(labels)),
                     json.dumps(options),
-                    len(chunks),
+                    0,
                     INITIALISING,
                     now,
                     now,
                 ),
-            )
-            db.executemany(
-                "INSERT INTO chunks (key, idx, chunk_key, body) VALUES (?, ?, ?, ?)",
-                [(key, i, ck, json.dumps(body)) for i, (ck, body) in enumerate(chunks)],
             )
 
     def chunk(

@@ -25,8 +25,14 @@ ADD = BASE + "job/j1/add_circuits/"
 CANCEL = BASE + "job/j1/cancel/"
 
 
-def chunks_of(n: int) -> list[tuple[str, dict[str, Any]]]:
-    return [(f"ck{i}", {"circuits": {f"c{i}": "x"}, "finalized": "false"}) for i in range(n)]
+def begin_with_chunks(
+    journal: Journal, key: str, labels: list[str], options: dict[str, Any], n: int
+) -> None:
+    """A submission recorded with `n` chunks, the last one completing it."""
+    journal.begin(key, BASE, labels, options)
+    for i in range(n):
+        body = {"circuits": {f"c{i}": "x"}, "finalized": "false"}
+        journal.chunk(key, i, f"ck{i}", body, last=i == n - 1)
 
 
 def test_default_path_honours_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,7 +47,7 @@ def test_default_path_honours_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_lifecycle_is_recorded(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    journal.begin("k1", BASE, ["a", "b"], {"init": {"tag": "t"}}, chunks_of(2))
+    begin_with_chunks(journal, "k1", ["a", "b"], {"init": {"tag": "t"}}, 2)
     entry = journal.find(BASE, "k1")
     assert entry is not None
     assert entry.interrupted
@@ -86,7 +92,7 @@ def _write_many(path: str, prefix: str, n: int) -> None:
     journal = Journal(path)
     for i in range(n):
         key = f"{prefix}-{i}"
-        journal.begin(key, BASE, ["a"], {}, chunks_of(1))
+        begin_with_chunks(journal, key, ["a"], {}, 1)
         journal.created(key, key)
         journal.status(BASE, key, "RUNNING")
         journal.submitted(key)
