@@ -7,8 +7,13 @@ and results fetched. A process that dies half-way can therefore finish the
 submission later, re-sending exactly the same requests, which the server
 de-duplicates, or, if it died before every chunk was recorded, cancel it.
 
-Every operation opens its own short-lived connection and transaction, so the
-journal is safe to share between threads and processes (SQLite WAL mode).
+Each `Journal` keeps one SQLite connection (WAL mode), shared by its threads
+under a lock and reopened in a forked child; every operation is one short
+transaction, so several processes can share the file. A connection per
+operation would cost a WAL checkpoint at every close (~2 ms a record).
+Bodies of finished submissions are dropped with ``secure_delete=FAST``: the
+freed pages are reused by later chunks rather than zeroed at once, which
+would cost ~20 ms per 5,000 circuits on the submission's critical path.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -135,6 +141,9 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._pid = 0
         with closing(sqlite3.connect(self.path, timeout=30)) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
@@ -142,18 +151,37 @@ class Journal:
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
 
+    def close(self) -> None:
+        """Close the connection; the next operation opens a new one."""
+        with self._lock:
+            db, self._db = self._db, None
+            if db is not None and self._pid == os.getpid():
+                db.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None or self._pid != os.getpid():
+            # A connection inherited through fork() must not be used (nor closed).
+            db = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA secure_delete=FAST")
+            self._db, self._pid = db, os.getpid()
+        return self._db
+
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
         """One short transaction; only writers take the write lock up front."""
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            db.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            db = self._connection()
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # a failed COMMIT leaves it open: never reuse it so
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
     def begin(
         self,

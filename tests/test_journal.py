@@ -116,6 +116,45 @@ def test_concurrent_threads_and_processes(tmp_path: Path) -> None:
     assert all(e.state == SUBMITTED and e.status == "RUNNING" for e in entries)
 
 
+def test_one_journal_shared_by_threads_and_reopened(tmp_path: Path) -> None:
+    """One connection serves every thread; close() and a fork() both lead to a fresh one."""
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    threads = [
+        threading.Thread(target=lambda i=i: _write_with(journal, f"t{i}", 25)) for i in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    journal.close()
+    _write_with(journal, "after-close", 1)
+    if hasattr(os, "fork"):
+        pid = os.fork()
+        if pid == 0:  # the child must not use the parent's connection
+            code = 1
+            try:
+                _write_with(journal, "child", 1)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        _write_with(journal, "parent-after-fork", 1)
+    entries = Journal(path).entries(limit=1000)
+    assert len(entries) == 100 + 1 + 2 * hasattr(os, "fork")
+    assert all(e.state == SUBMITTED for e in entries)
+    assert journal.pending_chunks("t0-0") == []
+
+
+def _write_with(journal: Journal, prefix: str, n: int) -> None:
+    for i in range(n):
+        key = f"{prefix}-{i}"
+        begin_with_chunks(journal, key, ["a"], {}, 1)
+        journal.created(key, key)
+        journal.submitted(key)
+
+
 async def test_client_records_and_resume_restores_labels(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
