@@ -175,6 +175,42 @@ async def test_chunks_upload_concurrently_and_final_goes_last() -> None:
     assert labels == sorted(circuits)
 
 
+@pytest.mark.parametrize("ham", [False, True])
+async def test_the_final_chunk_of_many_carries_only_the_last_few_circuits(ham: bool) -> None:
+    # Whatever the greedy split leaves for the last chunk, at most 8 circuits go last.
+    for n in range(200, 216):
+        circuits = {f"c{i:03d}": BELL + f"// {i} " + "z" * 40 + "\n" for i in range(n)}
+        options: dict[str, Any] = {"shot_groups": [[0, 150, 100], [150, n, 7]]}
+        if ham:
+            options = {"ham_ops": "ZZ|XX", "circuit_ham_map": [[0, 120], [120, n]]}
+        async with AsyncJobClient(BASE, TOKEN, limits=Limits(chunk_bytes=8_000)) as client:
+            with aioresponses() as m:
+                m.post(INIT, payload={"job_id": "j1"})
+                m.post(add_url(), payload={}, repeat=True)
+                await client.submit_circuits(circuits, **options)
+                chunks = [sent_body(c) for c in calls(m, "POST", add_url())]
+        assert len(chunks) > 3
+        assert [c["finalized"] for c in chunks] == ["false"] * (len(chunks) - 1) + ["true"]
+        final = list(chunks[-1]["circuits"])
+        assert 1 <= len(final) <= 8 and final == list(circuits)[-len(final) :]
+        if ham:
+            assert [label for c in chunks for label in c["circuits"]] == list(circuits)
+        else:
+            assert sorted(label for c in chunks for label in c["circuits"]) == sorted(circuits)
+            assert chunks[-1]["shot_groups"] == [[0, len(final), 7]]
+
+
+async def test_a_batch_in_one_chunk_is_one_request(client: AsyncJobClient) -> None:
+    circuits = {f"c{i:03d}": BELL for i in range(50)}
+    with aioresponses() as m:
+        m.post(INIT, payload={"job_id": "j1"})
+        m.post(add_url(), payload={}, repeat=True)
+        await client.submit_circuits(circuits)
+        chunks = [sent_body(c) for c in calls(m, "POST", add_url())]
+    assert len(chunks) == 1 and chunks[0]["finalized"] == "true"
+    assert list(chunks[0]["circuits"]) == list(circuits)
+
+
 async def test_chunks_go_out_while_the_rest_of_the_batch_is_compressed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
