@@ -39,7 +39,8 @@ def test_event_ends_a_hanging_status_request(
     slow_backend: JobBackend, slow_scheduler: ThreadedScheduler, loop_until_complete: bool
 ) -> None:
     handle = slow_backend.submit_circuits({"bell": BELL})
-    slow_scheduler.faults = FaultConfig(hang_rate=1.0, only=("status",))
+    # A long poll (loop_until_complete) goes to jobs/watch/, a single poll to status/.
+    slow_scheduler.faults = FaultConfig(hang_rate=1.0, only=("status", "watch"))
     event = threading.Event()
     set_at = set_when(event, lambda: hangs(slow_scheduler) >= 1)
 
@@ -48,6 +49,7 @@ def test_event_ends_a_hanging_status_request(
             handle, loop_until_complete=loop_until_complete, cancellation_event=event
         )
     latency = time.monotonic() - set_at[0]
+    assert hangs(slow_scheduler) >= 1  # the event was set while a request hung
     # CONTRACT.md promises 100 ms; this generous bound only catches a hang (see the benchmark).
     assert latency < 2.0
     # Only the wait was cancelled, not the job.
@@ -63,6 +65,7 @@ def test_event_during_upload_cancels_the_created_job(
 
     with pytest.raises(ExecutionCancelledError):
         slow_backend.submit_circuits({"a": BELL, "b": BELL}, cancellation_event=event)
+    assert hangs(slow_scheduler) >= 1
     # The call returned after the cleanup: the half-submitted job is already cancelled.
     jobs = slow_scheduler.jobs()
     assert len(jobs) == 1

@@ -107,7 +107,9 @@ async def test_event_cancels_a_hanging_status_request(scheduler: LocalScheduler)
     from asyncjob.local import FaultConfig
 
     async with LocalScheduler(
-        executor="sampler", job_duration=30, faults=FaultConfig(hang_rate=1.0, only=("status",))
+        executor="sampler",
+        job_duration=30,
+        faults=FaultConfig(hang_rate=1.0, only=("status", "watch")),
     ) as hanging:
         async with AsyncJobClient(hanging.base_url, hanging.token, timeout=60) as client:
             handle = await client.submit_circuits({"a": BELL})
@@ -117,6 +119,7 @@ async def test_event_cancels_a_hanging_status_request(scheduler: LocalScheduler)
                 await client.poll_job_status(
                     handle, loop_until_complete=True, cancellation_event=event
                 )
+            assert hanging.stats.faults_injected.get("hang", 0) >= 1
             # only the wait was cancelled, not the job
             assert hanging.jobs()[0].status != "CANCELLED"
 
