@@ -90,6 +90,13 @@ def _add_serve(
         help="serve without the jobs/watch/ long-poll extension, like a plain server",
     )
     parser.add_argument(
+        "--decode-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="unpack and check uploaded circuits in N worker processes (default 0: a thread)",
+    )
+    parser.add_argument(
         "--seed", type=int, help="seed of the job and fault RNGs (replayable runs)"
     )
     faults = parser.add_argument_group("fault injection (all off by default)")
@@ -193,6 +200,7 @@ def _serve(args: argparse.Namespace) -> int:
             seed=args.seed,
             allow_remote=args.allow_remote,
             watch=not args.no_watch,
+            decode_workers=args.decode_workers,
         )
     except (ValueError, ImportError) as exc:
         print(f"asyncjob serve: {exc}", file=sys.stderr)

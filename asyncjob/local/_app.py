@@ -33,13 +33,13 @@ import anyio
 from aiohttp import web
 
 from .._config import MAX_PAYLOAD_BYTES, is_loopback
-from .._errors import QasmValidationError
-from .._qasm import check_circuit
+from ._decode import MAX_DECOMPRESSED_BYTES, Decoder, check_sources, gunzip, unpack
+from ._decode import BadRequest as _BadRequest
 from ._executors import CircuitTask, Executor, make_executor
 from ._faults import FaultConfig, FaultEvent, FaultInjector, FaultPlan
 from ._jobs import TERMINAL, Counters, Job, JobRecord, JobStore, SchedulerStats
 
-__all__ = ["API_PREFIX", "LocalScheduler", "ThreadedScheduler"]
+__all__ = ["API_PREFIX", "MAX_DECOMPRESSED_BYTES", "LocalScheduler", "ThreadedScheduler"]
 
 logger = logging.getLogger("asyncjob.local")
 
@@ -47,8 +47,6 @@ T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_PREFIX = "/api/"
-MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
-"""Cap on one decompressed circuit or observable string (a gzip bomb is a 400)."""
 MAX_WATCH_JOBS = 1000
 """Most jobs one `jobs/watch/` request may list."""
 MAX_WATCH_SECONDS = 60.0
@@ -68,37 +66,8 @@ _PROXY_PAGE = (
 _SPARSE_TERM = re.compile(r"([XYZ])(\d+)")
 
 
-class _BadRequest(Exception):
-    """A request the protocol does not allow: answered 400 with `detail`."""
-
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
-
-
 def _error(code: int, detail: str, extra: dict[str, Any] | None = None) -> web.Response:
     return web.json_response({"detail": detail, **(extra or {})}, status=code)
-
-
-def _gunzip(data: bytes) -> bytes:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out = inflater.decompress(data, MAX_DECOMPRESSED_BYTES)
-    if inflater.unconsumed_tail:
-        raise ValueError(f"decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes")
-    if not inflater.eof:
-        raise ValueError("truncated gzip stream")
-    return out
-
-
-def _unpack(value: object, what: str) -> str:
-    """Decode base64(gzip(utf-8 text)), the wire form of circuits and templates."""
-    if not isinstance(value, str):
-        raise _BadRequest(f"{what}: expected a base64 string, got {type(value).__name__}")
-    try:
-        return _gunzip(base64.b64decode(value, validate=True)).decode("utf-8")
-    except (binascii.Error, ValueError, zlib.error) as exc:
-        raise _BadRequest(f"{what}: not base64(gzip(utf-8 OpenQASM)): {exc}") from None
 
 
 def _is_text(value: str) -> bool:
@@ -140,7 +109,7 @@ def decode_observables(value: object) -> list[list[str]]:
                 if not colon or not head[4:].isdigit():
                     raise ValueError("expected @gzs<number of qubits>:<base64>")
                 n_qubits = int(head[4:])
-                sparse = _gunzip(base64.b64decode(data, validate=True)).decode("utf-8")
+                sparse = gunzip(base64.b64decode(data, validate=True)).decode("utf-8")
                 terms = [_sparse_to_dense(term, n_qubits) for term in sparse.split(";")]
             else:
                 terms = group.split(";")
@@ -454,42 +423,46 @@ class _App:
         )
         return web.json_response({"job_id": job.id}, status=201 if created else 200)
 
-    def _chunk_circuits(self, body: dict[str, Any]) -> dict[str, str]:
-        """label -> QASM source of a chunk: a `circuits` map, or divi's parametric form."""
-        if "circuits" in body:
-            circuits = body["circuits"]
-            if not isinstance(circuits, dict) or not circuits:
-                raise _BadRequest("circuits must be a non-empty object label -> circuit")
-            out: dict[str, str] = {}
-            for label, packed in circuits.items():
-                if not label or not _is_text(label):
-                    raise _BadRequest("circuit labels must be non-empty, valid UTF-8 strings")
-                out[label] = _unpack(packed, f"circuit {label!r}")
-            return out
-        if "circuit_template" in body:
-            template = _unpack(body["circuit_template"], "circuit_template")
-            names = body.get("parameter_names", [])
-            rows = body.get("parameter_sets")
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise _BadRequest("parameter_names must be a list of strings")
-            if not isinstance(rows, list) or not rows:
-                raise _BadRequest("parameter_sets must be a non-empty list")
-            out = {}
-            for row in rows:
-                label = row.get("label") if isinstance(row, dict) else None
-                values = row.get("values") if isinstance(row, dict) else None
-                if (
-                    not isinstance(label, str)
-                    or not label
-                    or not _is_text(label)
-                    or not isinstance(values, list)
-                ):
-                    raise _BadRequest(f"parameter_sets entry {row!r} is not {{label, values}}")
-                if label in out:
-                    raise _BadRequest(f"duplicate label {label!r} in the chunk")
-                out[label] = _resolve_template(template, names, values, label)
-            return out
-        raise _BadRequest("the chunk carries no circuits")
+    @staticmethod
+    def _packed_circuits(body: dict[str, Any]) -> dict[str, object] | None:
+        """A chunk's `circuits` map (label -> packed circuit), labels checked; None if absent."""
+        if "circuits" not in body:
+            return None
+        circuits = body["circuits"]
+        if not isinstance(circuits, dict) or not circuits:
+            raise _BadRequest("circuits must be a non-empty object label -> circuit")
+        for label in circuits:
+            if not label or not _is_text(label):
+                raise _BadRequest("circuit labels must be non-empty, valid UTF-8 strings")
+        return circuits
+
+    @staticmethod
+    def _template_circuits(body: dict[str, Any]) -> dict[str, str]:
+        """label -> QASM source of divi's parametric form (a template and parameter sets)."""
+        if "circuit_template" not in body:
+            raise _BadRequest("the chunk carries no circuits")
+        template = unpack(body["circuit_template"], "circuit_template")
+        names = body.get("parameter_names", [])
+        rows = body.get("parameter_sets")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _BadRequest("parameter_names must be a list of strings")
+        if not isinstance(rows, list) or not rows:
+            raise _BadRequest("parameter_sets must be a non-empty list")
+        out: dict[str, str] = {}
+        for row in rows:
+            label = row.get("label") if isinstance(row, dict) else None
+            values = row.get("values") if isinstance(row, dict) else None
+            if (
+                not isinstance(label, str)
+                or not label
+                or not _is_text(label)
+                or not isinstance(values, list)
+            ):
+                raise _BadRequest(f"parameter_sets entry {row!r} is not {{label, values}}")
+            if label in out:
+                raise _BadRequest(f"duplicate label {label!r} in the chunk")
+            out[label] = _resolve_template(template, names, values, label)
+        return out
 
     async def add_circuits(self, request: web.Request) -> web.StreamResponse:
         store = self.s._store
@@ -509,8 +482,10 @@ class _App:
             raise _BadRequest(f'finalized must be "true" or "false", got {finalized!r}')
         finalized = finalized in ("true", True)
 
-        circuits = self._chunk_circuits(body)
-        duplicates = sorted(set(circuits) & job.labels)
+        packed = self._packed_circuits(body)
+        templated = self._template_circuits(body) if packed is None else None
+        labels = list(packed if packed is not None else templated or ())
+        duplicates = sorted(set(labels) & job.labels)
         if duplicates:
             raise _BadRequest(f"duplicate label(s) in job: {duplicates[:5]}")
 
@@ -529,9 +504,9 @@ class _App:
             count = _int(body["shots"])
             if count is None or count <= 0:
                 raise _BadRequest(f"shots must be a positive integer, got {body['shots']!r}")
-            shots = [count] * len(circuits)
+            shots = [count] * len(labels)
         elif given[0] == "shot_groups":
-            shots = _check_shot_groups(body["shot_groups"], len(circuits))
+            shots = _check_shot_groups(body["shot_groups"], len(labels))
         else:
             groups = decode_observables(body["observables"])
             if body.get("circuit_ham_map") is not None:
@@ -542,18 +517,14 @@ class _App:
                 f"this job is {job.job_type}"
             )
 
-        def check() -> None:
-            for label, source in circuits.items():
-                check_circuit(label, source)
+        if packed is not None:
+            circuits = await self.s._decoder.decode(packed)
+        else:
+            assert templated is not None
+            circuits = templated
+            await anyio.to_thread.run_sync(check_sources, circuits)
 
-        try:
-            await anyio.to_thread.run_sync(check)
-        except QasmValidationError as exc:
-            raise _BadRequest(
-                str(exc), label=exc.label, line=exc.line, column=exc.column, reason=exc.reason
-            ) from None
-
-        # The body was checked off the event loop: re-check what may have changed.
+        # The circuits were checked off the event loop: re-check what may have changed.
         if store.get(job.id) is not job:
             raise web.HTTPNotFound(reason="job not found")
         if key is not None and key in job.chunk_replies:
@@ -694,6 +665,11 @@ class LocalScheduler:
     blocking code. ``stop()`` then ``start()`` restarts it on the same port with
     its jobs intact; ``faults`` can be replaced at any time. ``watch=False``
     serves without the `jobs/watch/` extension (404), like a plain server.
+    ``decode_workers=N`` unpacks and checks the circuits of uploaded chunks in N
+    worker processes (started with the scheduler) instead of a thread, so that
+    chunks uploaded at once are decoded in parallel; the program that starts
+    it then needs the usual ``if __name__ == "__main__":`` guard of spawned
+    processes.
     """
 
     def __init__(
@@ -710,6 +686,7 @@ class LocalScheduler:
         allow_remote: bool = False,
         shutdown_timeout: float = 2.0,
         watch: bool = True,
+        decode_workers: int = 0,
     ) -> None:
         if not is_loopback(host):
             if not allow_remote:
@@ -736,6 +713,7 @@ class LocalScheduler:
             injector=lambda: self._injector,
             counters=self._counters,
         )
+        self._decoder = Decoder(decode_workers)
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
 
@@ -761,15 +739,17 @@ class LocalScheduler:
         if self._runner is not None:
             raise RuntimeError("the scheduler is already running")
         self._closing = asyncio.Event()
+        await self._decoder.start()
         runner = web.AppRunner(
             _App(self).build(), access_log=None, shutdown_timeout=self.shutdown_timeout
         )
-        await runner.setup()
         try:
+            await runner.setup()
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
             await site.start()
         except BaseException:
             await runner.cleanup()
+            await self._decoder.stop()
             raise
         self.port = int(runner.addresses[0][1])
         self._runner = runner
@@ -785,6 +765,7 @@ class LocalScheduler:
             self._closing.set()
         await self._store.stop()
         await runner.cleanup()
+        await self._decoder.stop()
 
     async def __aenter__(self) -> LocalScheduler:
         await self.start()
@@ -844,6 +825,11 @@ class LocalScheduler:
         """``http://HOST:PORT/api/`` (the port is known once started)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}{API_PREFIX}"
+
+    @property
+    def decode_worker_pids(self) -> tuple[int, ...]:
+        """Process ids of the decode workers (empty when chunks are decoded in a thread)."""
+        return self._decoder.pids
 
     @property
     def executor(self) -> Executor:
