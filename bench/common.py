@@ -34,6 +34,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 TOKEN = "bench-token"
 LATENCY = 0.05
 """Seconds the scheduler adds before answering each request."""
+DECODE_WORKERS = 2
+"""Worker processes in which the scheduler unpacks and checks uploaded circuits."""
 
 ONE_QUBIT = ("h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx")
 ROTATIONS = ("rx", "ry", "rz")
@@ -108,7 +110,7 @@ class Server:
 
     def __init__(self, python: str, **options: Any) -> None:
         self.python = python
-        self.options = options
+        self.options = {"decode_workers": DECODE_WORKERS, **options}
         self.process: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.report: dict[str, Any] = {}
@@ -133,10 +135,20 @@ class Server:
         return self
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) the scheduler process has used so far (Linux /proc)."""
+        """CPU time (user + system) the scheduler and its decode workers have used so far.
+
+        Read from Linux /proc: the server process and every process whose parent it is.
+        """
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            if stat.parent.name == str(self.process.pid) or fields[1] == str(self.process.pid):
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> dict[str, Any]:
         process, self.process = self.process, None

@@ -460,8 +460,9 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         "",
         "Profiles (pyinstrument, `bench/profile.py`): `profile_results.txt` (fetching 5,000 "
         "results) and `profile_submit.txt` (the client-side work of submitting 5,000 circuits). "
-        "The baseline, `bench/baseline.json`, is the full run before long polls, pipelined "
-        "submission and 512 KiB chunks (`bench/NOTES.md` says what changed).",
+        "The baseline, `bench/baseline.json`, is asyncjob's submit workload on this machine "
+        "at the commit before the journal, final-chunk and decode-worker changes "
+        "(`bench/NOTES.md` says what changed).",
         "",
         f"Before: {before['date']}; after: this run. Same machine and workloads.",
         "",

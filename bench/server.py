@@ -9,6 +9,7 @@ within one loop iteration of the change (public API only, no internals).
 
     python bench/server.py --token T --latency 0.05 [--job-duration MIN,MAX]
         [--hang-rate 1.0 --fault-endpoints status --hang-time S] [--watch-jobs]
+        [--decode-workers N]
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hang-time", type=float, default=3600.0)
     parser.add_argument("--fault-endpoints", default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--decode-workers", type=int, default=0)
     parser.add_argument("--watch-jobs", action="store_true")
     return parser.parse_args()
 
@@ -66,6 +68,7 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
         job_duration=args.job_duration,
         max_concurrent_jobs=args.max_concurrent_jobs,
         seed=args.seed,
+        decode_workers=args.decode_workers,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
