@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import BENCH_DIR, LATENCY, percentile
+from common import BENCH_DIR, DECODE_WORKERS, LATENCY, percentile
 
 ASYNCJOB_WORKER = BENCH_DIR / "asyncjob_worker.py"
 DIVI_WORKER = BENCH_DIR / "divi_worker.py"
@@ -177,7 +177,9 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         "",
         f"- A fresh local scheduler (`bench/server.py`: `asyncjob serve` plus a stats report on "
         f"exit) in its own subprocess for every run, on 127.0.0.1, sampler executor, "
-        f"{LATENCY * 1000:.0f} ms added before every request is answered.",
+        f"{LATENCY * 1000:.0f} ms added before every request is answered, uploaded circuits "
+        f"unpacked and checked in {DECODE_WORKERS} worker processes (`--decode-workers`), "
+        "the same server for both clients.",
         "- Each client runs in its own worker subprocess (`asyncjob_worker.py` in the bench "
         "venv, `divi_worker.py` in the divi venv); divi's `QoroService` is pointed at the "
         "scheduler by setting `divi.backends.runners._qoro.API_URL`, its code untouched.",
@@ -196,8 +198,9 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         "Time from `submit_circuits(...)` to the job handle (client constructed beforehand). "
         "Floor = 2 x 50 ms latency + asyncjob's own CPU time for validation and compression "
         "of a same-sized batch, measured separately in the same worker. Scheduler CPU = "
-        "CPU time the scheduler process used during asyncjob's submission (`/proc`): it "
-        "decodes, decompresses and validates every circuit on the same 2 cores. asyncjob "
+        "CPU time the scheduler and its decode workers used during asyncjob's submission "
+        "(`/proc`): they decode, decompress and validate every circuit on the same 2 cores. "
+        "asyncjob "
         "validates the whole batch before it sends anything, so the scheduler's work can "
         "overlap only the compression and the upload; the last column is asyncjob's time "
         "over the floor plus the scheduler's CPU time.",
@@ -344,7 +347,8 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
     lines += [
         "## 4. Cancellation latency while a status request hangs",
         "",
-        "Fault `hang_rate=1.0` on `status` only; `poll_job_status(loop_until_complete=True, "
+        "Fault `hang_rate=1.0` on `status` and `jobs/watch/` (where asyncjob's long polls "
+        "go); `poll_job_status(loop_until_complete=True, "
         "cancellation_event=event)`, event set 0.3 s into the hung request; latency = event "
         f"set -> call returned. The scheduler gives up a hung request after {HANG_TIME_CAP:g} "
         "s, which caps divi's wait (its own bound is the `timeout=200` s of its status "
