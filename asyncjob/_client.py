@@ -166,9 +166,12 @@ class AsyncJobClient:
     async def aclose(self) -> None:
         """Close the session and its connection pool (and the journal's connection)."""
         with anyio.CancelScope(shield=True):
-            await self._transport.aclose()
-        if self._journal_db is not None:
-            self._journal_db.close()
+            try:
+                await self._transport.aclose()
+            finally:
+                journal = self._journal_db
+                if journal is not None:  # off the loop: a journal write may hold its lock
+                    await anyio.to_thread.run_sync(journal.close)
 
     # -- submission -------------------------------------------------------
 

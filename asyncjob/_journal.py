@@ -8,12 +8,13 @@ submission later, re-sending exactly the same requests, which the server
 de-duplicates, or, if it died before every chunk was recorded, cancel it.
 
 Each `Journal` keeps one SQLite connection (WAL mode), shared by its threads
-under a lock and reopened in a forked child; every operation is one short
-transaction, so several processes can share the file. A connection per
-operation would cost a WAL checkpoint at every close (~2 ms a record).
-Bodies of finished submissions are dropped with ``secure_delete=FAST``: the
-freed pages are reused by later chunks rather than zeroed at once, which
-would cost ~20 ms per 5,000 circuits on the submission's critical path.
+under a lock; a forked child gets a fresh lock and connection (a fork while
+another thread is inside a transaction stays unsafe: an SQLite rule). Every operation
+is one short transaction, so several processes can share the file. A
+connection per operation would cost a WAL checkpoint at every close (~2 ms a
+record). Deletions use ``secure_delete=FAST``: freed pages are reused by later
+chunks rather than zeroed, which builds that default to ON (Debian's) would do
+at ~20 ms per 5,000 circuits on the submission's critical path.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sqlite3
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -135,6 +137,20 @@ class PendingChunk:
     body: dict[str, Any]
 
 
+_journals: weakref.WeakSet[Journal] = weakref.WeakSet()
+_inherited: list[sqlite3.Connection] = []
+"""Connections a forked child inherited: never used there, and never closed (by GC)."""
+
+
+def _after_fork_in_child() -> None:
+    for journal in list(_journals):
+        journal._forget_connection()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Journal:
     """Records submissions in a SQLite file; see the module docstring."""
 
@@ -143,10 +159,10 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        self._pid = 0
         with closing(sqlite3.connect(self.path, timeout=30)) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+        _journals.add(self)
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
@@ -155,32 +171,48 @@ class Journal:
         """Close the connection; the next operation opens a new one."""
         with self._lock:
             db, self._db = self._db, None
-            if db is not None and self._pid == os.getpid():
+            if db is not None:
                 db.close()
 
+    def _forget_connection(self) -> None:
+        """In a forked child: the parent's lock may be held and its connection is not ours."""
+        self._lock = threading.Lock()
+        if self._db is not None:
+            _inherited.append(self._db)
+            self._db = None
+
     def _connection(self) -> sqlite3.Connection:
-        if self._db is None or self._pid != os.getpid():
-            # A connection inherited through fork() must not be used (nor closed).
+        if self._db is None:
             db = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA secure_delete=FAST")
-            self._db, self._pid = db, os.getpid()
+            self._db = db
         return self._db
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One short transaction; only writers take the write lock up front."""
+        """One short transaction; only writers take the write lock up front.
+
+        After any error the transaction is rolled back; a connection that cannot
+        be brought back out of its transaction is closed, never reused.
+        """
         with self._lock:
             db = self._connection()
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                if db.in_transaction:  # a failed COMMIT leaves it open: never reuse it so
-                    db.execute("ROLLBACK")
+                try:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if db.in_transaction:
+                    self._db = None
+                    db.close()
                 raise
 
     def begin(

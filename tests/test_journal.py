@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +119,7 @@ def test_concurrent_threads_and_processes(tmp_path: Path) -> None:
 
 
 def test_one_journal_shared_by_threads_and_reopened(tmp_path: Path) -> None:
-    """One connection serves every thread; close() and a fork() both lead to a fresh one."""
+    """One connection serves every thread; close() leads to a fresh one."""
     path = tmp_path / "j.sqlite3"
     journal = Journal(path)
     threads = [
@@ -129,22 +131,51 @@ def test_one_journal_shared_by_threads_and_reopened(tmp_path: Path) -> None:
         thread.join()
     journal.close()
     _write_with(journal, "after-close", 1)
-    if hasattr(os, "fork"):
-        pid = os.fork()
-        if pid == 0:  # the child must not use the parent's connection
-            code = 1
-            try:
-                _write_with(journal, "child", 1)
-                code = 0
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        _write_with(journal, "parent-after-fork", 1)
     entries = Journal(path).entries(limit=1000)
-    assert len(entries) == 100 + 1 + 2 * hasattr(os, "fork")
+    assert len(entries) == 101
     assert all(e.state == SUBMITTED for e in entries)
     assert journal.pending_chunks("t0-0") == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_while_the_lock_is_held_gets_its_own_lock_and_connection(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    _write_with(journal, "parent", 1)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:  # another thread holds the journal's lock when the fork happens
+        with journal._lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _write_with(journal, "child", 1)
+            code = 0
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the journal")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    _write_with(journal, "parent-after-fork", 1)
+    keys = {e.key for e in Journal(path).entries(limit=10)}
+    assert keys == {"parent-0", "child-0", "parent-after-fork-0"}
 
 
 def _write_with(journal: Journal, prefix: str, n: int) -> None:

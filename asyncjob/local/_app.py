@@ -748,8 +748,10 @@ class LocalScheduler:
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
             await site.start()
         except BaseException:
-            await runner.cleanup()
-            await self._decoder.stop()
+            try:
+                await runner.cleanup()
+            finally:
+                await self._decoder.stop()
             raise
         self.port = int(runner.addresses[0][1])
         self._runner = runner
@@ -763,9 +765,11 @@ class LocalScheduler:
             return
         if self._closing is not None:
             self._closing.set()
-        await self._store.stop()
-        await runner.cleanup()
-        await self._decoder.stop()
+        try:
+            await self._store.stop()
+            await runner.cleanup()
+        finally:
+            await self._decoder.stop()
 
     async def __aenter__(self) -> LocalScheduler:
         await self.start()

@@ -37,6 +37,10 @@ _WARM_UP = (
 )
 
 
+_START_TIMEOUT = 60.0
+"""Seconds the workers may take to start and warm up."""
+
+
 class BadRequest(Exception):
     """A request the protocol does not allow: answered 400 with `detail`."""
 
@@ -93,8 +97,18 @@ def _decode_in_worker(packed: dict[str, object]) -> tuple[dict[str, str] | None,
         return None, exc.detail, exc.extra
 
 
+_barrier: Any = None  # in a worker: the start barrier it was given
+
+
+def _init_worker(barrier: Any) -> None:
+    global _barrier
+    _barrier = barrier
+
+
 def _warm_up() -> int:
+    """Warm a worker up, then wait for the others: N such calls take N distinct workers."""
     check_circuit("warm-up", _WARM_UP)
+    _barrier.wait(_START_TIMEOUT)
     return os.getpid()
 
 
@@ -113,14 +127,21 @@ class Decoder:
         """Process ids of the workers (empty when decoding in threads)."""
 
     async def start(self) -> None:
-        """Start the worker processes and wait until each has decoded a circuit."""
+        """Start the worker processes and wait until every one has checked a circuit."""
         if self.workers == 0 or self._pool is not None:
             return
-        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        context = multiprocessing.get_context("spawn")
+        # A barrier passes to workers only as they start (initargs), not in a task.
+        pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(context.Barrier(self.workers),),
+        )
         try:
             loop = asyncio.get_running_loop()
             ready = [loop.run_in_executor(pool, _warm_up) for _ in range(self.workers)]
-            self.pids = tuple(sorted(set(await asyncio.gather(*ready))))
+            self.pids = tuple(sorted(await asyncio.gather(*ready)))
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
