@@ -261,7 +261,7 @@ class AsyncJobClient:
                 bodies = submission.chunk_bodies(encoded, max_bytes, start, limits.chunk_bytes)
                 done = len(encoded) == len(sources)
                 if done and (index > 0 or len(bodies) > 1):
-                    bodies = _small_final(submission, encoded, bodies, max_bytes, limits)
+                    bodies = _small_final(submission, encoded, bodies, limits)
                 for body in bodies if done else bodies[:-1]:
                     start += len(body["circuits"])
                     last = start == len(sources)
@@ -892,7 +892,6 @@ def _small_final(
     submission: Submission,
     encoded: Sequence[str],
     bodies: list[dict[str, Any]],
-    max_bytes: int,
     limits: Limits,
 ) -> list[dict[str, Any]]:
     """Split off the batch's last few circuits as the final chunk.
@@ -905,10 +904,11 @@ def _small_final(
         return bodies
     n = len(encoded)
     split = n - _FINAL_CIRCUITS
+    max_bytes, target = limits.max_payload_bytes, limits.chunk_bytes
     return [
         *bodies[:-1],
-        *submission.chunk_bodies(encoded[:split], max_bytes, n - count, limits.chunk_bytes),
-        *submission.chunk_bodies(encoded, max_bytes, split, limits.chunk_bytes),
+        *submission.chunk_bodies(encoded[:split], max_bytes, n - count, target),
+        *submission.chunk_bodies(encoded, max_bytes, split, target),
     ]
 
 

@@ -483,8 +483,8 @@ class _App:
         finalized = finalized in ("true", True)
 
         packed = self._packed_circuits(body)
-        templated = self._template_circuits(body) if packed is None else None
-        labels = list(packed if packed is not None else templated or ())
+        templated = self._template_circuits(body) if packed is None else {}
+        labels = list(packed or templated)
         duplicates = sorted(set(labels) & job.labels)
         if duplicates:
             raise _BadRequest(f"duplicate label(s) in job: {duplicates[:5]}")
@@ -520,7 +520,6 @@ class _App:
         if packed is not None:
             circuits = await self.s._decoder.decode(packed)
         else:
-            assert templated is not None
             circuits = templated
             await anyio.to_thread.run_sync(check_sources, circuits)
 

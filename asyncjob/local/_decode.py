@@ -25,7 +25,15 @@ import anyio
 from .._errors import QasmValidationError
 from .._qasm import check_circuit
 
-__all__ = ["MAX_DECOMPRESSED_BYTES", "BadRequest", "Decoder", "check_sources", "unpack"]
+__all__ = [
+    "MAX_DECOMPRESSED_BYTES",
+    "BadRequest",
+    "Decoder",
+    "check_sources",
+    "decode",
+    "gunzip",
+    "unpack",
+]
 
 logger = logging.getLogger("asyncjob.local")
 
@@ -35,8 +43,6 @@ MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 _WARM_UP = (
     'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\nh q[0];\nrx(0.5) q[1];\ncx q[0],q[1];\n'
 )
-
-
 _START_TIMEOUT = 60.0
 """Seconds the workers may take to start and warm up."""
 
