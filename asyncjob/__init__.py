@@ -12,6 +12,7 @@ from ._errors import (
     AsyncJobError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConfigurationError,
     ConflictError,
     ConnectionFailedError,
@@ -30,15 +31,18 @@ from ._errors import (
 )
 from ._models import ExecutionResult, JobStatus, JobType, Response
 from ._protocol import AsyncJobBackend
-
-__version__ = "0.1.0"
+from ._transport import AiohttpTransport, AsyncTransport, MockTransport, Request
+from ._version import __version__
 
 __all__ = [
+    "AiohttpTransport",
     "AsyncJobBackend",
     "AsyncJobClient",
     "AsyncJobError",
+    "AsyncTransport",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ClientConfig",
     "ConfigurationError",
     "ConflictError",
@@ -54,12 +58,14 @@ __all__ = [
     "JobType",
     "Limits",
     "MaxRetriesReachedError",
+    "MockTransport",
     "NotFoundError",
     "PayloadTooLargeError",
     "PollingPolicy",
     "ProtocolError",
     "QasmValidationError",
     "RateLimitedError",
+    "Request",
     "RequestTimeoutError",
     "Response",
     "RetryPolicy",

@@ -18,6 +18,7 @@ import attrs
 from ._config import ClientConfig, check_shots, check_target
 from ._errors import PayloadTooLargeError
 from ._models import JobType
+from ._wire import check_ham_map, check_shot_groups
 
 __all__ = ["Submission", "build_submission", "compress_ham_ops", "normalise_circuits"]
 
@@ -151,8 +152,9 @@ class Submission:
 
         No body exceeds `max_bytes` (`target` defaults to it; a circuit larger
         than `target` gets a body of its own). `encoded` holds the batch's first
-        circuits, encoded, in order (indices are batch positions). Every body is
-        `finalized: "false"`; the caller marks the last one.
+        circuits, encoded, in order (indices are batch positions). Every body
+        holds `finalized: "false"`, the longer wire value, so sizes stay within
+        `max_bytes` whichever value the chunk's `final` flag puts there.
         """
         target = max_bytes if target is None else min(target, max_bytes)
         bodies: list[dict[str, Any]] = []
@@ -237,7 +239,7 @@ def build_submission(
             raise ValueError("ham_ops and shot_groups are mutually exclusive")
         n_groups = _check_ham_ops(ham_ops)
         if ham_map is not None:
-            ham_ranges = _check_ham_map(ham_map, n, n_groups)
+            ham_ranges = check_ham_map(ham_map, n_groups, n)
         elif n_groups > 1:
             raise ValueError(
                 f"ham_ops has {n_groups} '|' groups: circuit_ham_map must assign each a range"
@@ -246,7 +248,7 @@ def build_submission(
     elif ham_map is not None:
         raise ValueError("circuit_ham_map needs ham_ops")
     if shot_groups is not None:
-        groups = _check_shot_groups(shot_groups, n)
+        groups = check_shot_groups(shot_groups, n)
 
     init_body: dict[str, Any] = {
         "tag": _check_str("tag", options.get("tag", config.tag)),
@@ -318,57 +320,3 @@ def _check_ham_ops(ham_ops: object) -> int:
         if len({len(t) for t in terms}) != 1:
             raise ValueError(f"ham_ops group {k}: terms must all have the same length")
     return len(groups)
-
-
-def _int_list(name: str, value: object, width: int) -> list[tuple[int, ...]]:
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a list of [{'start, end' + ', shots' * (width == 3)}]")
-    rows: list[tuple[int, ...]] = []
-    for row in value:
-        if (
-            isinstance(row, str | bytes)
-            or not isinstance(row, Sequence)
-            or len(row) != width
-            or not all(isinstance(x, int) and not isinstance(x, bool) for x in row)
-        ):
-            raise TypeError(f"{name}: each entry must be {width} ints, got {row!r}")
-        rows.append(tuple(row))
-    if not rows:
-        raise ValueError(f"{name} is empty")
-    return rows
-
-
-def _check_tiling(name: str, ranges: Sequence[tuple[int, ...]], n: int) -> None:
-    expected = 0
-    for row in ranges:
-        start, end = row[0], row[1]
-        if start != expected:
-            kind = "overlap" if start < expected else "leave a gap"
-            raise ValueError(
-                f"{name}: ranges must tile [0, {n}) in order; [{start}, {end}) would {kind}"
-            )
-        if end <= start:
-            raise ValueError(f"{name}: range [{start}, {end}) is empty or reversed")
-        if end > n:
-            raise ValueError(f"{name}: range [{start}, {end}) goes past the {n} circuits")
-        expected = end
-    if expected != n:
-        raise ValueError(f"{name}: ranges cover [0, {expected}) but the batch has {n} circuits")
-
-
-def _check_shot_groups(value: object, n: int) -> tuple[tuple[int, int, int], ...]:
-    rows = _int_list("shot_groups", value, 3)
-    _check_tiling("shot_groups", rows, n)
-    for _, _, shots in rows:
-        check_shots(shots)
-    return tuple((r[0], r[1], r[2]) for r in rows)
-
-
-def _check_ham_map(value: object, n: int, n_groups: int) -> tuple[tuple[int, int], ...]:
-    rows = _int_list("circuit_ham_map", value, 2)
-    if len(rows) != n_groups:
-        raise ValueError(
-            f"circuit_ham_map has {len(rows)} ranges but ham_ops has {n_groups} groups"
-        )
-    _check_tiling("circuit_ham_map", rows, n)
-    return tuple((r[0], r[1]) for r in rows)

@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ._config import is_loopback
+    from ._wire import is_loopback
     from .local import FaultConfig, LocalScheduler
 
     if not is_loopback(args.host):

@@ -33,6 +33,7 @@ from ._config import ClientConfig, Limits
 from ._errors import (
     AsyncJobError,
     BadRequestError,
+    ClientClosedError,
     ConnectionFailedError,
     HTTPStatusError,
     JobFailedError,
@@ -44,7 +45,9 @@ from ._errors import (
 from ._histogram import decode_result
 from ._journal import Journal, PendingChunk
 from ._models import ExecutionResult, JobStatus, Response
-from ._transport import Transport, job_path
+from ._secrets import scrub
+from ._sender import Sender, job_path
+from ._transport import AiohttpTransport, AsyncTransport
 
 __all__ = ["AsyncJobClient", "JobOutcome"]
 
@@ -101,9 +104,11 @@ class AsyncJobClient:
         await client.poll_job_status(handle, loop_until_complete=True)
         result = await client.get_job_results(handle)
     ```
-    One aiohttp session and connection pool per client; every request has its
+    One connection pool per client (an `AiohttpTransport` unless `transport=`
+    gives another, e.g. a `MockTransport` in tests); every request has its
     own timeout; any call can be cancelled (anyio cancel scope, or a
-    `threading.Event`) without leaving a half-submitted job behind.
+    `threading.Event`) without leaving a half-submitted job behind. A closed
+    client refuses further requests (`ClientClosedError`).
     """
 
     def __init__(
@@ -112,13 +117,14 @@ class AsyncJobClient:
         token: str | None = None,
         *,
         shots: int = 1000,
+        transport: AsyncTransport | None = None,
         **options: Any,
     ) -> None:
-        self._setup(ClientConfig.build(base_url, token, shots, **options))
+        self._setup(ClientConfig.build(base_url, token, shots, **options), transport)
 
-    def _setup(self, config: ClientConfig) -> None:
+    def _setup(self, config: ClientConfig, transport: AsyncTransport | None = None) -> None:
         self._config = config
-        self._transport = Transport(config)
+        self._sender = Sender(config, transport or default_transport(config))
         self._labels: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._seen: OrderedDict[str, JobStatus] = OrderedDict()
         self._journal_db: Journal | None = None
@@ -127,11 +133,23 @@ class AsyncJobClient:
         self._watch_missing = False
 
     @classmethod
-    def from_config(cls, config: ClientConfig) -> AsyncJobClient:
+    def from_config(
+        cls, config: ClientConfig, *, transport: AsyncTransport | None = None
+    ) -> AsyncJobClient:
         """A client for an already validated configuration."""
         client = cls.__new__(cls)
-        client._setup(config)
+        client._setup(config, transport)
         return client
+
+    @property
+    def transport(self) -> AsyncTransport:
+        """The transport requests go through (closed with the client)."""
+        return self._sender.transport
+
+    @property
+    def is_closed(self) -> bool:
+        """True once `aclose()` was called: the client sends nothing more."""
+        return self._sender.closed
 
     @property
     def config(self) -> ClientConfig:
@@ -146,13 +164,14 @@ class AsyncJobClient:
     @property
     def requests_sent(self) -> int:
         """HTTP requests sent by this client so far (each retry counts)."""
-        return self._transport.requests_sent
+        return self._sender.requests_sent
 
     def __repr__(self) -> str:
         return f"AsyncJobClient(base_url={self._config.base_url!r}, shots={self.shots})"
 
     async def __aenter__(self) -> AsyncJobClient:
-        await self._transport.open()
+        if self._sender.closed:
+            raise ClientClosedError("this AsyncJobClient is closed; create a new one")
         return self
 
     async def __aexit__(
@@ -164,10 +183,13 @@ class AsyncJobClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session and its connection pool (and the journal's connection)."""
+        """Close the transport and its connection pool (and the journal's connection).
+
+        Closing twice is harmless; any request after it is a `ClientClosedError`.
+        """
         with anyio.CancelScope(shield=True):
             try:
-                await self._transport.aclose()
+                await self._sender.aclose()
             finally:
                 journal = self._journal_db
                 if journal is not None:  # off the loop: a journal write may hold its lock
@@ -265,10 +287,8 @@ class AsyncJobClient:
                 for body in bodies if done else bodies[:-1]:
                     start += len(body["circuits"])
                     last = start == len(sources)
-                    if last:
-                        body["finalized"] = "true"
-                    chunk = PendingChunk(index, _new_key(), body)
-                    await self._record("chunk", key, index, chunk.chunk_key, body, last)
+                    chunk = PendingChunk(index, _new_key(), body, final=last)
+                    await self._record("chunk", key, index, chunk.chunk_key, chunk.wire_body, last)
                     try:
                         await send.send(chunk)
                     except anyio.BrokenResourceError:
@@ -282,7 +302,7 @@ class AsyncJobClient:
         first one may have created, without creating another.
         """
         try:
-            response = await self._transport.request(
+            response = await self._sender.request(
                 "POST", "job/init/", body=init_body, idempotency_key=key
             )
         except BaseException as exc:
@@ -291,7 +311,7 @@ class AsyncJobClient:
                     await self._record("abandoned", key)
                 else:
                     try:
-                        response = await self._transport.request(
+                        response = await self._sender.request(
                             "POST", "job/init/", body=init_body, idempotency_key=key
                         )
                         await self._abandon(_job_id_field(response), key)
@@ -312,8 +332,7 @@ class AsyncJobClient:
             yield
         except ProtocolError as exc:
             exc.args = tuple(
-                _scrub(arg, self._config.token) if isinstance(arg, str) else arg
-                for arg in exc.args
+                scrub(arg, self._config.token) if isinstance(arg, str) else arg for arg in exc.args
             )
             raise
 
@@ -337,8 +356,8 @@ class AsyncJobClient:
         limiter = anyio.CapacityLimiter(self._config.limits.upload_concurrency)
 
         async def send(chunk: PendingChunk) -> None:
-            await self._transport.request(
-                "POST", path, body=chunk.body, idempotency_key=chunk.chunk_key
+            await self._sender.request(
+                "POST", path, body=chunk.wire_body, idempotency_key=chunk.chunk_key
             )
             await self._record("chunk_sent", key, chunk.index)
 
@@ -355,7 +374,7 @@ class AsyncJobClient:
             try:
                 async with anyio.create_task_group() as tg, chunks:
                     async for chunk in chunks:
-                        if chunk.body.get("finalized") == "true":
+                        if chunk.final:
                             final.append(chunk)
                         elif ordered:  # circuit_ham_map positions follow arrival order
                             await send(chunk)
@@ -557,22 +576,26 @@ class AsyncJobClient:
     ) -> tuple[Response, JobStatus]:
         """One status request: the response and the parsed status."""
         job_id = job_id_of(execution_result)
-        response = await self._transport.request("GET", job_path(job_id, "status/"))
-        return response, await self._note_status(job_id, response)
+        response = await self._sender.request("GET", job_path(job_id, "status/"))
+        where = f"{response.method} {response.path}"
+        return response, await self._note_status(job_id, response.json(), where)
 
     async def _status(self, job_id: str, hold: float) -> tuple[Response, JobStatus]:
         """The job's status; with `hold` > 0 a long poll, when the server can watch jobs."""
         if hold > 0 and self._can_watch():
-            entries = await self._watch([job_id], hold)
-            entry = None if entries is None else entries[job_id]
-            if entry is not None:
-                return entry, await self._note_status(job_id, entry)
+            watched = await self._watch([job_id], hold)
+            if watched is not None and watched.entries[job_id] is not None:
+                entry = watched.entries[job_id]
+                status = await self._note_status(job_id, entry, watched.where)
+                # Only a terminal status hands its response on (to `on_complete`).
+                response = watched.response_of(job_id) if status.is_terminal else watched.response
+                return response, status
         return await self.get_status(job_id)
 
     def _can_watch(self) -> bool:
         return self._config.polling.watch and not self._watch_missing
 
-    async def _watch(self, job_ids: list[str], hold: float) -> dict[str, Response | None] | None:
+    async def _watch(self, job_ids: list[str], hold: float) -> _Watched | None:
         """One `jobs/watch/` long poll (an extension): each job's status, None if unknown.
 
         Returns None, and stops trying, when the server does not have the
@@ -580,10 +603,8 @@ class AsyncJobClient:
         """
         body = {"job_ids": job_ids, "timeout": hold}
         try:
-            response = await self._transport.request(
-                "POST", "jobs/watch/", body=body, retry=True, hold=hold
-            )
-            entries = _watch_entries(response, job_ids)
+            response = await self._sender.request("POST", "jobs/watch/", body=body, hold=hold)
+            entries = _Watched.parse(response, job_ids)
         except (HTTPStatusError, ProtocolError) as exc:
             if isinstance(exc, HTTPStatusError) and exc.status_code not in _NO_WATCH:
                 raise  # 401, 429 or 5xx after retries: trouble, not a missing extension
@@ -610,12 +631,16 @@ class AsyncJobClient:
                 rounds += 1
                 sent = anyio.current_time()
                 hold = min(policy.delay(rounds), _WATCH_HOLD)
-                entries = await self._watch(list(jobs), hold)
-                if entries is None:
+                watched = await self._watch(list(jobs), hold)
+                if watched is None:
                     break
                 news = False
-                for job_id, entry in entries.items():
-                    status = None if entry is None else await self._note_status(job_id, entry)
+                for job_id, entry in watched.entries.items():
+                    status = (
+                        None
+                        if entry is None
+                        else await self._note_status(job_id, entry, watched.where)
+                    )
                     if status is None or status.is_terminal:
                         news = True
                         for handle in jobs.pop(job_id):
@@ -640,10 +665,10 @@ class AsyncJobClient:
 
         return follow
 
-    async def _note_status(self, job_id: str, response: Response) -> JobStatus:
-        """The status in a status response, journaled when it changed."""
+    async def _note_status(self, job_id: str, data: object, where: str) -> JobStatus:
+        """The status in a status body (from `where`), journaled when it changed."""
         with self._token_scrubbed():
-            status = JobStatus.from_wire(_field(response, "status", str))
+            status = JobStatus.from_wire(_data_field(data, "status", str, where))
         if self._seen.get(job_id) is not status:
             _remember(self._seen, job_id, status)
             await self._record("status", self._config.base_url, job_id, status.value)
@@ -664,7 +689,7 @@ class AsyncJobClient:
         size = self._config.limits.results_page_size
         with self._token_scrubbed():
             try:
-                first = await self._transport.request(
+                first = await self._sender.request(
                     "GET", path, params={"limit": size, "offset": 0}
                 )
             except BadRequestError:
@@ -681,7 +706,7 @@ class AsyncJobClient:
                 if not entries:
                     raise ProtocolError(f"job {job_id}: first results page is empty of {count}")
                 if page.get("next") is not None:
-                    self._transport.same_origin_path(str(page["next"]))
+                    self._sender.same_origin_path(str(page["next"]))
                 # The first page's length is the page size the server really uses.
                 step = len(entries)
                 entries.extend(
@@ -713,7 +738,7 @@ class AsyncJobClient:
 
         async def worker(number: int) -> None:
             for offset in todo:  # shared: each offset is taken by one worker
-                response = await self._transport.request(
+                response = await self._sender.request(
                     "GET", path, params={"limit": size, "offset": offset}
                 )
                 _, entries = await _decoded_page(response, job_id)
@@ -743,7 +768,7 @@ class AsyncJobClient:
             if url in followed:
                 raise ProtocolError(f"job {job_id}: results pagination loops")
             followed.add(url)
-            response = await self._transport.request("GET", self._transport.same_origin_path(url))
+            response = await self._sender.request("GET", self._sender.same_origin_path(url))
             page, more = await _decoded_page(response, job_id)
             link = page.get("next")
             if not more and link is not None:
@@ -775,13 +800,11 @@ class AsyncJobClient:
         return await self._cancel(job_id_of(execution_result))
 
     async def _cancel(self, job_id: str) -> Response:
-        return await self._transport.request(
-            "POST", job_path(job_id, "cancel/"), retry=True, ok=(409,)
-        )
+        return await self._sender.request("POST", job_path(job_id, "cancel/"), ok=(409,))
 
     async def delete_job(self, execution_result: ExecutionResult | str) -> Response:
         """Remove the job record from the scheduler."""
-        return await self._transport.request("DELETE", job_path(job_id_of(execution_result)))
+        return await self._sender.request("DELETE", job_path(job_id_of(execution_result)))
 
     # -- conveniences -----------------------------------------------------
 
@@ -882,6 +905,16 @@ class AsyncJobClient:
         except (AsyncJobError, ValueError) as exc:
             last = self._seen.get(str(getattr(handle, "job_id", "")), status)
             return JobOutcome(handle, last, None, exc)
+
+
+def default_transport(config: ClientConfig) -> AiohttpTransport:
+    """The aiohttp transport shaped by the configuration's TLS, timeout and limits."""
+    return AiohttpTransport(
+        verify_tls=config.verify_tls,
+        max_connections=config.limits.max_connections,
+        connect_timeout=config.timeout.connect,
+        max_response_bytes=config.limits.max_response_bytes,
+    )
 
 
 class _ChunksEnded(AsyncJobError):
@@ -999,15 +1032,6 @@ def _remember(memory: OrderedDict[str, T], key: str, value: T) -> None:
         memory.popitem(last=False)
 
 
-def _scrub(text: str, token: str) -> str:
-    """`text` without the token, nor any prefix of it that a length cap may have left."""
-    text = text.replace(token, "***")
-    for size in range(len(token) - 1, min(8, len(token)) - 1, -1):
-        if token[:size] in text:
-            text = text.replace(token[:size], "***")
-    return text
-
-
 def _outcome_known(exc: BaseException) -> bool:
     """True when a failed request certainly did not change anything on the server."""
     if isinstance(exc, HTTPStatusError):
@@ -1022,12 +1046,14 @@ def _new_key() -> str:
 
 
 def _field(response: Response, name: str, kind: type) -> Any:
-    data = response.json()
+    return _data_field(response.json(), name, kind, f"{response.method} {response.path}")
+
+
+def _data_field(data: object, name: str, kind: type, where: str) -> Any:
+    """`data[name]` when it is a (non-empty) `kind`; `where` names the answer in errors."""
     value = data.get(name) if isinstance(data, dict) else None
     if not isinstance(value, kind) or (isinstance(value, str) and not value):
-        raise ProtocolError(
-            f"{response.method} {response.path}: response has no valid {name!r} field"
-        )
+        raise ProtocolError(f"{where}: response has no valid {name!r} field")
     return value
 
 
@@ -1040,20 +1066,30 @@ def _watchable(job_id: str) -> bool:
     return True
 
 
-def _watch_entries(response: Response, job_ids: list[str]) -> dict[str, Response | None]:
-    """Each job's entry of a `jobs/watch/` answer, as a status `Response` (None: unknown job)."""
-    data = response.json()
-    jobs = data.get("jobs") if isinstance(data, dict) else None
-    if not isinstance(jobs, dict) or not all(
-        isinstance(jobs.get(job_id), dict | None) and job_id in jobs for job_id in job_ids
-    ):
-        raise ProtocolError(f"{response.method} {response.path}: no status for every job")
-    return {
-        job_id: None
-        if jobs[job_id] is None
-        else Response(200, text=json.dumps(jobs[job_id]), method="POST", path=response.path)
-        for job_id in job_ids
-    }
+@attrs.frozen
+class _Watched:
+    """A `jobs/watch/` answer: each job's status entry (None: a job the server does not know)."""
+
+    response: Response
+    entries: dict[str, dict[str, Any] | None]
+
+    @property
+    def where(self) -> str:
+        return f"{self.response.method} {self.response.path}"
+
+    @classmethod
+    def parse(cls, response: Response, job_ids: list[str]) -> _Watched:
+        data = response.json()
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        if not isinstance(jobs, dict) or not all(
+            isinstance(jobs.get(job_id), dict | None) and job_id in jobs for job_id in job_ids
+        ):
+            raise ProtocolError(f"{response.method} {response.path}: no status for every job")
+        return cls(response, {job_id: jobs[job_id] for job_id in job_ids})
+
+    def response_of(self, job_id: str) -> Response:
+        """The job's entry as a `Response` of its own, for `on_complete` callbacks."""
+        return attrs.evolve(self.response, text=json.dumps(self.entries[job_id]))
 
 
 def _job_id_field(response: Response) -> str:

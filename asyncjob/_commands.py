@@ -2,7 +2,8 @@
 
 Configuration comes from flags, then the environment (`ASYNCJOB_BASE_URL`,
 `ASYNCJOB_TOKEN`), then a TOML config file (`$ASYNCJOB_CONFIG`, default
-`~/.config/asyncjob/config.toml`, keys `base_url`, `token_file`, `journal`).
+`config.toml` in the user's config directory, e.g. `~/.config/asyncjob/` on
+Linux; keys `base_url`, `token_file`, `journal`).
 The token is read from a file, the environment or a prompt, never from a flag
 value (which other users could see in the process list) and never echoed.
 """
@@ -30,6 +31,7 @@ from ._display import Progress, format_results
 from ._errors import ConfigurationError, ExecutionCancelledError
 from ._journal import Journal
 from ._models import ExecutionResult, JobStatus
+from ._paths import config_dir
 
 __all__ = ["add_job_commands"]
 
@@ -99,9 +101,7 @@ def add_job_commands(
 
 
 def _config_file() -> dict[str, Any]:
-    path = Path(
-        os.environ.get("ASYNCJOB_CONFIG") or Path.home() / ".config" / "asyncjob" / "config.toml"
-    )
+    path = Path(os.environ.get("ASYNCJOB_CONFIG") or config_dir() / "config.toml")
     if not path.is_file():
         return {}
     try:

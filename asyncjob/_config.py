@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import random
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +14,8 @@ import attrs
 
 from ._errors import ConfigurationError
 from ._journal import default_journal_path
+from ._retry import RetryPolicy
+from ._wire import is_loopback
 
 __all__ = ["ClientConfig", "Limits", "PollingPolicy", "RetryPolicy", "Timeout"]
 
@@ -41,39 +41,6 @@ class Timeout:
     """Whole request, from sending to the last byte of the body (default 30 s)."""
     connect: float = attrs.field(default=10.0, validator=_positive)
     """Establishing the TCP/TLS connection, including waiting for a pooled one."""
-
-
-@attrs.frozen
-class RetryPolicy:
-    """Exponential backoff with full jitter for requests that are safe to retry.
-
-    Retried: 429 (after `Retry-After` when given), 502, 503, 504, connection
-    errors and timeouts; only for GET, DELETE, cancel, and for POSTs that carry
-    an `Idempotency-Key`. `RetryPolicy.off()` disables retries (handy in tests).
-    """
-
-    attempts: int = attrs.field(default=5, validator=_at_least_one)
-    """Total tries per request, the first included (1 = no retries)."""
-    initial: float = attrs.field(default=0.2, validator=_positive)
-    """Backoff before the first retry, in seconds (before jitter)."""
-    max_backoff: float = attrs.field(default=10.0, validator=_positive)
-    """Cap of one backoff, in seconds."""
-    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
-    """Longest `Retry-After` honoured; a larger hint is clamped to this."""
-    jitter: bool = True
-    """Full jitter: sleep uniformly in [0, backoff]. Off gives exact backoffs."""
-
-    @classmethod
-    def off(cls) -> RetryPolicy:
-        """No retries at all."""
-        return cls(attempts=1)
-
-    def backoff(self, retry: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number `retry` (1-based)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
-        ceiling = min(self.max_backoff, self.initial * (2 ** (retry - 1)))
-        return random.uniform(0, ceiling) if self.jitter else ceiling
 
 
 @attrs.frozen
@@ -132,19 +99,6 @@ class Limits:
     """Cap on one response body; a larger one is a `ProtocolError`, not a memory blow-up."""
 
 
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost."""
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_url(base_url: str, allow_insecure_http: bool) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -167,7 +121,7 @@ class ClientConfig:
     token: str = attrs.field(repr=False)
     shots: int = 1000
     timeout: Timeout = Timeout()
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     polling: PollingPolicy = PollingPolicy()
     limits: Limits = Limits()
     simulator_cluster: str | None = DEFAULT_SIMULATOR

@@ -1,8 +1,9 @@
 """The exception tree: everything asyncjob raises derives from `AsyncJobError`.
 
-Each error also subclasses the builtin a caller would naturally catch
-(`ValueError`, `TimeoutError`, ...), in the style of httpx. Messages are short,
-never contain HTML pages and never contain the API token.
+Where a builtin says what went wrong (`ValueError`, `TimeoutError`,
+`ConnectionError`, `LookupError`, ...), the error subclasses it too, so code
+that knows nothing of asyncjob can still catch it. Messages are short, never
+contain HTML pages and never contain the API token.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ __all__ = [
     "AsyncJobError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
     "ConnectionFailedError",
@@ -35,6 +37,10 @@ class AsyncJobError(Exception):
 
 class ConfigurationError(AsyncJobError, ValueError):
     """The client or backend was configured wrongly (missing URL/token, bad option)."""
+
+
+class ClientClosedError(AsyncJobError, RuntimeError):
+    """A request was made through a client that was already closed."""
 
 
 class ExecutionCancelledError(AsyncJobError):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
 import threading
 import time
 import weakref
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
+from ._paths import data_dir
 
 __all__ = ["Journal", "JournalEntry", "default_journal_path"]
 
@@ -90,13 +91,7 @@ def default_journal_path() -> Path | None:
         return (
             None if configured.strip().lower() in ("", "off", "0", "false") else Path(configured)
         )
-    if sys.platform == "win32":
-        root = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-    elif sys.platform == "darwin":
-        root = Path.home() / "Library" / "Application Support"
-    else:
-        root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return root / "asyncjob" / "journal.sqlite3"
+    return data_dir() / "journal.sqlite3"
 
 
 @attrs.frozen
@@ -130,11 +125,18 @@ class JournalEntry:
 
 @attrs.frozen
 class PendingChunk:
-    """A chunk recorded in the journal and not yet acknowledged by the server."""
+    """A chunk of a submission: its request body, and whether it is the final one."""
 
     index: int
     chunk_key: str
     body: dict[str, Any]
+    final: bool = False
+    """The last chunk of the submission: it closes the job, so it is sent after every other."""
+
+    @property
+    def wire_body(self) -> dict[str, Any]:
+        """The body as sent: `finalized` is the wire form of `final`."""
+        return {**self.body, "finalized": "true" if self.final else "false"}
 
 
 _journals: weakref.WeakSet[Journal] = weakref.WeakSet()
@@ -345,11 +347,15 @@ class Journal:
         """Chunks of an interrupted submission that the server has not acknowledged."""
         with self._transaction(write=False) as db:
             rows = db.execute(
-                "SELECT idx, chunk_key, body FROM chunks WHERE key = ? AND sent = 0"
-                " AND body IS NOT NULL ORDER BY idx",
+                "SELECT c.idx, c.chunk_key, c.body, s.n_chunks FROM chunks c"
+                " JOIN submissions s ON s.key = c.key"
+                " WHERE c.key = ? AND c.sent = 0 AND c.body IS NOT NULL ORDER BY c.idx",
                 (key,),
             ).fetchall()
-        return [PendingChunk(idx, ck, json.loads(body)) for idx, ck, body in rows]
+        return [
+            PendingChunk(idx, ck, json.loads(body), final=idx == n_chunks - 1)
+            for idx, ck, body, n_chunks in rows
+        ]
 
     def stored_results(self, base_url: str, job_id: str) -> list[dict[str, Any]] | None:
         """Results kept by `results()`, if any."""

@@ -256,7 +256,7 @@ class _LogWatch(logging.Handler):
         if self.token in text:
             self.leaks += 1
         message = record.getMessage()
-        if record.name == "asyncjob" and message.endswith("; retrying"):
+        if record.name == "asyncjob" and "; retrying" in message:
             reason = (
                 message.rsplit("(", 1)[-1].split(")")[0]
                 if "failed (" in message

@@ -1,4 +1,4 @@
-"""The local scheduler: an aiohttp server speaking the wire protocol of PROTOCOL.md.
+"""The local scheduler: an aiohttp server speaking the wire protocol (docs/protocol.md).
 
 `LocalScheduler` serves under ``/api/`` (so its base URL is
 ``http://127.0.0.1:PORT/api/``), answers every endpoint with the cloud
@@ -32,7 +32,8 @@ from urllib.parse import quote
 import anyio
 from aiohttp import web
 
-from .._config import MAX_PAYLOAD_BYTES, is_loopback
+from .._config import MAX_PAYLOAD_BYTES
+from .._wire import check_ham_map, check_shot_groups, is_loopback
 from ._decode import MAX_DECOMPRESSED_BYTES, Decoder, check_sources, gunzip, unpack
 from ._decode import BadRequest as _BadRequest
 from ._executors import CircuitTask, Executor, make_executor
@@ -127,47 +128,16 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _check_shot_groups(value: object, n_circuits: int) -> list[int]:
-    """Per-circuit shots from `shot_groups`, which must tile [0, n_circuits) exactly."""
-    if not isinstance(value, list) or not value:
-        raise _BadRequest("shot_groups must be a non-empty list of [start, end, shots]")
-    shots: list[int | None] = [None] * n_circuits
-    for group in value:
-        triple = [_int(v) for v in group] if isinstance(group, list) else []
-        if len(triple) != 3 or None in triple:
-            raise _BadRequest(f"shot_groups entry {group!r} is not [start, end, shots] of ints")
-        start, end, count = (v or 0 for v in triple)
-        if count <= 0:
-            raise _BadRequest(f"shot_groups entry {group!r}: shots must be positive")
-        if not 0 <= start < end <= n_circuits:
-            raise _BadRequest(
-                f"shot_groups entry {group!r} is outside the chunk's {n_circuits} circuits"
-            )
-        for i in range(start, end):
-            if shots[i] is not None:
-                raise _BadRequest(f"shot_groups entry {group!r} overlaps another at index {i}")
-            shots[i] = count
-    missing = [i for i, s in enumerate(shots) if s is None]
-    if missing:
-        raise _BadRequest(
-            f"shot_groups do not cover every circuit of the chunk; missing indices {missing[:10]}"
-        )
-    return [s or 0 for s in shots]
-
-
-def _check_ham_map(value: object, n_groups: int) -> list[tuple[int, int]]:
-    if not isinstance(value, list) or len(value) != n_groups:
-        raise _BadRequest(
-            f"circuit_ham_map must be a list of {n_groups} [start, end) ranges, "
-            "one per observables group"
-        )
-    ranges: list[tuple[int, int]] = []
-    for pair in value:
-        ints = [_int(v) for v in pair] if isinstance(pair, list) else []
-        if len(ints) != 2 or None in ints or not 0 <= (ints[0] or 0) <= (ints[1] or 0):
-            raise _BadRequest(f"circuit_ham_map entry {pair!r} is not a [start, end) range")
-        ranges.append((ints[0] or 0, ints[1] or 0))
-    return ranges
+def _shots_per_circuit(value: object, n_circuits: int) -> list[int]:
+    """Per-circuit shots from `shot_groups`, whose ranges must tile the chunk (wire rule)."""
+    try:
+        groups = check_shot_groups(value, n_circuits, unit="chunk", ordered=False)
+    except (TypeError, ValueError) as exc:
+        raise _BadRequest(str(exc)) from None
+    shots = [0] * n_circuits
+    for start, end, count in groups:
+        shots[start:end] = [count] * (end - start)
+    return shots
 
 
 def _resolve_template(template: str, names: list[str], values: list[object], label: str) -> str:
@@ -506,11 +476,14 @@ class _App:
                 raise _BadRequest(f"shots must be a positive integer, got {body['shots']!r}")
             shots = [count] * len(labels)
         elif given[0] == "shot_groups":
-            shots = _check_shot_groups(body["shot_groups"], len(labels))
+            shots = _shots_per_circuit(body["shot_groups"], len(labels))
         else:
             groups = decode_observables(body["observables"])
             if body.get("circuit_ham_map") is not None:
-                ham_map = _check_ham_map(body["circuit_ham_map"], len(groups))
+                try:
+                    ham_map = list(check_ham_map(body["circuit_ham_map"], len(groups)))
+                except (TypeError, ValueError) as exc:
+                    raise _BadRequest(str(exc)) from None
         if (groups is not None) != (job.job_type == "EXPECTATION"):
             raise _BadRequest(
                 "observables require (and are required by) job_type EXPECTATION; "

@@ -195,10 +195,10 @@ def test_errors_keep_their_type_and_a_readable_traceback(backend: JobBackend) ->
     with pytest.raises(NotFoundError) as info:
         backend.get_job_results(ExecutionResult(job_id="no-such-job"))
     files = [frame.filename for frame in traceback.extract_tb(info.tb)]
-    # From this test, through the facade, straight into the client and its transport:
+    # From this test, through the facade, straight into the client and its sender:
     assert files[0] == __file__
     assert any(f.endswith("_client.py") for f in files)
-    assert files[-1].endswith("_transport.py")
+    assert files[-1].endswith("_sender.py")
     # and none of the portal's machinery in between.
     assert not [f for f in files if "anyio" in f or "concurrent" in f or "threading" in f]
 

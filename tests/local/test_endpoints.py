@@ -271,10 +271,10 @@ async def test_payload_limit(http: aiohttp.ClientSession, server: LocalScheduler
     [
         ([[0, 2, 10]], "cover"),  # gap
         ([[0, 2, 10], [1, 3, 10]], "overlap"),
-        ([[0, 4, 10]], "outside"),
+        ([[0, 4, 10]], "goes past"),
         ([[0, 3, 0]], "positive"),
         ([[0, 3]], "[start, end, shots]"),
-        ([[2, 1, 10], [0, 3, 5]], "outside"),
+        ([[2, 1, 10], [0, 3, 5]], "overlap"),
         ([], "non-empty"),
         ("0-3", "non-empty"),
     ],

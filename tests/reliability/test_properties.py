@@ -32,7 +32,7 @@ from asyncjob._batch import build_submission, encode_circuit
 from asyncjob._config import ClientConfig
 from asyncjob._histogram import encode_histogram
 from asyncjob.local._app import _BadRequest, decode_observables
-from asyncjob.local._app import _check_shot_groups as server_check_shot_groups
+from asyncjob.local._app import _shots_per_circuit as server_check_shot_groups
 
 from ..conftest import BELL, fast_retry
 from .conftest import TOKEN, run_async

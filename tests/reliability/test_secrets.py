@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from asyncjob import (
+    AiohttpTransport,
     AsyncJobClient,
     AsyncJobError,
     AuthenticationError,
@@ -248,11 +249,11 @@ def test_plain_http_to_loopback_is_allowed(url: str) -> None:
 async def test_tls_verification_is_on_by_default() -> None:
     async with AsyncJobClient("https://127.0.0.1:1/api/", TOKEN) as client:
         assert client.config.verify_tls is True
-        session = client._transport._session
-        assert session is not None
-        assert session.connector._ssl is True  # type: ignore[attr-defined] # aiohttp: verify
+        assert isinstance(client.transport, AiohttpTransport)
+        assert client.transport.verify_tls is True
     async with AsyncJobClient("https://127.0.0.1:1/api/", TOKEN, verify_tls=False) as client:
-        assert client._transport._session.connector._ssl is False  # type: ignore[union-attr]
+        assert isinstance(client.transport, AiohttpTransport)
+        assert client.transport.verify_tls is False
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,218 @@
+"""Sending requests through a transport: the token, timeouts, retries and error statuses.
+
+This layer sits above `AsyncTransport`, so a `MockTransport` exercises the
+same retries and error mapping as the real one. Every attempt is bounded by
+`Timeout.request` (plus the hold of a long poll); retries follow
+`asyncjob._retry`; redirects are refused; error messages are one short,
+HTML-free, token-free line.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+from yarl import URL
+
+from ._config import ClientConfig
+from ._errors import (
+    AsyncJobError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConflictError,
+    HTTPStatusError,
+    NotFoundError,
+    ProtocolError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ServerError,
+)
+from ._models import Response
+from ._retry import parse_retry_after, should_retry
+from ._secrets import scrub
+from ._transport import AsyncTransport, Request
+from ._version import __version__
+
+__all__ = ["Sender", "job_path", "short_message"]
+
+logger = logging.getLogger("asyncjob")
+
+_TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]*>", re.S | re.I)
+_SPACE = re.compile(r"\s+")
+
+
+def job_path(job_id: str, endpoint: str = "") -> str:
+    """`job/{id}/{endpoint}` with the id escaped so it can never change the path."""
+    if not isinstance(job_id, str) or not job_id or job_id in (".", ".."):
+        raise ValueError(f"invalid job id {job_id!r}")
+    return f"job/{quote(job_id, safe='')}/{endpoint}"
+
+
+class Sender:
+    """Sends the client's requests through its transport, with retries when safe."""
+
+    def __init__(self, config: ClientConfig, transport: AsyncTransport) -> None:
+        self._config = config
+        self._base = URL(config.base_url)
+        self._headers = {
+            "Authorization": f"Bearer {config.token}",
+            "User-Agent": f"asyncjob/{__version__}",
+        }
+        self.transport = transport
+        self.requests_sent = 0
+        self.closed = False
+
+    async def aclose(self) -> None:
+        """Close the transport; every request from then on is a `ClientClosedError`."""
+        self.closed = True
+        await self.transport.aclose()
+
+    def url(self, path: str) -> URL:
+        """Absolute URL of `path` (already escaped) under the base URL."""
+        return URL(str(self._base) + path, encoded=True)
+
+    def same_origin_path(self, link: str) -> str:
+        """The path of a server-given link relative to the base URL, if it points there.
+
+        A `next` link to another host, scheme or port is refused: following it
+        would send the token elsewhere.
+        """
+        target = urlsplit(link)
+        base = urlsplit(str(self._base))
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not (
+            target.path.startswith(base.path)
+        ):
+            raise ProtocolError("server sent a pagination link outside the base URL; refused")
+        rest = target.path[len(base.path) :]
+        return rest + (f"?{target.query}" if target.query else "")
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        idempotency_key: str | None = None,
+        ok: tuple[int, ...] = (),
+        hold: float = 0.0,
+    ) -> Response:
+        """Send one request (with retries when safe) and return the read `Response`.
+
+        Statuses in `ok` are returned as they are; any other non-2xx raises the
+        matching `HTTPStatusError` subclass. `hold` is how long the server may
+        legitimately keep the request (a long poll); it extends the timeout.
+        """
+        if self.closed:
+            raise ClientClosedError("this AsyncJobClient is closed; create a new one")
+        policy = self._config.retry
+        headers = dict(self._headers)
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        data = None
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        url = self.url(path)
+        if params:
+            url = url.update_query({k: str(v) for k, v in params.items()})
+        request = Request(
+            method, str(url), headers, data, timeout=self._config.timeout.request + hold
+        )
+        started = anyio.current_time()
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = await self._send(request)
+            except AsyncJobError as exc:
+                outcome: int | BaseException = exc
+                failure: BaseException = exc
+            else:
+                code = response.status_code
+                if 200 <= code < 300 or code in ok:
+                    return response
+                outcome, failure = code, _status_error(response, self._config.token)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            wait = None
+            if should_retry(method, path, idempotency_key, outcome):
+                wait = policy.delay(attempt, retry_after, anyio.current_time() - started)
+            if wait is None:
+                raise failure
+            what = (
+                f"answered {outcome}"
+                if isinstance(outcome, int)
+                else f"failed ({type(outcome).__name__})"
+            )
+            logger.debug("%s %s %s; retrying in %.3g s", method, path, what, wait)
+            await anyio.sleep(wait)
+
+    async def _send(self, request: Request) -> Response:
+        """One attempt: through the transport within its timeout; a redirect is refused."""
+        if self.closed:
+            raise ClientClosedError("this AsyncJobClient is closed; create a new one")
+        self.requests_sent += 1
+        try:
+            # One deadline for the whole exchange, connecting and body read included.
+            with anyio.fail_after(request.timeout):
+                response = await self.transport.handle_request(request)
+        except TimeoutError as exc:
+            if isinstance(exc, AsyncJobError):
+                raise
+            raise RequestTimeoutError(
+                f"{request.method} {request.path} timed out after {request.timeout:g} s"
+            ) from exc
+        if 300 <= response.status_code < 400:
+            raise ProtocolError(
+                f"{request.method} {request.path} answered a redirect "
+                f"({response.status_code}); redirects are not followed, check base_url"
+            )
+        return response
+
+
+_STATUS_ERRORS: dict[int, type[HTTPStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: BadRequestError,
+    429: RateLimitedError,
+}
+
+
+def short_message(response: Response, token: str) -> str:
+    """A one-line summary of an error body: its JSON `detail`, or HTML reduced to text."""
+    text = response.text
+    message = ""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
+        data = None
+    if isinstance(data, dict):
+        detail = data.get("detail", data.get("error", data.get("message")))
+        if detail is not None:
+            message = detail if isinstance(detail, str) else json.dumps(detail)
+    if not message:
+        message = html.unescape(_TAGS.sub(" ", text))
+    message = scrub(_SPACE.sub(" ", message).strip(), token)
+    if len(message) > 200:
+        message = scrub(message[:197], token) + "..."
+    return message or "(no details)"
+
+
+def _status_error(response: Response, token: str) -> HTTPStatusError:
+    code = response.status_code
+    cls = _STATUS_ERRORS.get(code, ServerError if code >= 500 else HTTPStatusError)
+    error = cls(code, short_message(response, token), method=response.method, path=response.path)
+    if isinstance(error, RateLimitedError):
+        error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return error
