@@ -32,7 +32,7 @@ from ._errors import (
 from ._models import ExecutionResult, JobStatus, JobType, Response
 from ._protocol import AsyncJobBackend
 from ._transport import AiohttpTransport, AsyncTransport, MockTransport, Request
-from ._version import __version__
+from ._version import __version__ as __version__
 
 __all__ = [
     "AiohttpTransport",

@@ -355,3 +355,12 @@ def test_the_last_chunk_completes_a_submission(tmp_path: Path) -> None:
     entry = journal.find(BASE, "k1")
     assert entry is not None and entry.complete and entry.n_chunks == 2
     assert [chunk.chunk_key for chunk in journal.pending_chunks("k1")] == ["ck0", "ck1"]
+
+
+def test_the_last_recorded_chunk_is_final(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    begin_with_chunks(journal, "k1", ["a", "b", "c"], {"init": {"tag": "t"}}, 3)
+    journal.chunk_sent("k1", 0)
+    pending = journal.pending_chunks("k1")
+    assert [(c.index, c.final) for c in pending] == [(1, False), (2, True)]
+    assert [c.wire_body["finalized"] for c in pending] == ["false", "true"]

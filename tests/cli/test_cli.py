@@ -144,6 +144,24 @@ def test_config_file(server: ThreadedScheduler, qasm_files: list[Path], tmp_path
     assert ok.returncode == 0, ok.stderr
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="XDG_CONFIG_HOME is the Linux convention")
+def test_config_file_in_the_platform_config_directory(
+    server: ThreadedScheduler, qasm_files: list[Path], tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    folder = tmp_path / "xdg" / "asyncjob"  # what platformdirs gives on Linux
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text(
+        f'base_url = "{server.base_url}"\ntoken_file = "{token_file}"\n'
+    )
+    env = env_for(server, tmp_path, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    for name in ("ASYNCJOB_CONFIG", "ASYNCJOB_TOKEN", "ASYNCJOB_BASE_URL"):
+        del env[name]
+    ok = cli("submit", str(qasm_files[0]), env=env)
+    assert ok.returncode == 0, ok.stderr
+
+
 def test_errors_are_one_line_and_debug_shows_the_traceback(
     server: ThreadedScheduler, tmp_path: Path
 ) -> None:
