@@ -15,7 +15,11 @@ import logging
 import signal
 import sqlite3
 import sys
+import typing
 from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
 
 from ._commands import add_job_commands
 from ._errors import AsyncJobError, ConfigurationError, ExecutionCancelledError
@@ -46,6 +50,57 @@ def _duration(text: str) -> float | tuple[float, float]:
             raise argparse.ArgumentTypeError(f"MIN must not exceed MAX in {text}")
         return pair
     return _seconds(text)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0, got {text}")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    return [name for name in text.split(",") if name]
+
+
+_READERS: dict[str, tuple[Callable[[str], object], str]] = {
+    "fraction": (_fraction, "F"),
+    "seconds": (_seconds, "S"),
+    "duration": (_duration, "S|MIN,MAX"),
+    "count": (_count, "N"),
+    "names": (_names, "NAME,..."),
+}
+"""How a `FaultConfig` field's flag is read, by the `kind` in its metadata, and its metavar."""
+
+
+def _fault_fields() -> list[tuple[attrs.Attribute[Any], dict[str, Any], Any]]:
+    """The `FaultConfig` fields that have a flag: (field, its cli metadata, its type)."""
+    from .local import FaultConfig
+
+    hints = typing.get_type_hints(FaultConfig)
+    return [
+        (field, field.metadata["cli"], hints[field.name])
+        for field in attrs.fields(FaultConfig)
+        if "cli" in field.metadata
+    ]
+
+
+def _add_fault_flags(group: argparse._ArgumentGroup) -> None:
+    """One flag per `FaultConfig` field, generated from the field (name, type, default, help)."""
+    for field, cli, kind in _fault_fields():
+        flag = cli["flag"] or "--" + field.name.replace("_", "-")
+        options: dict[str, Any] = {"dest": field.name, "default": field.default}
+        if typing.get_origin(kind) is typing.Literal:
+            options["choices"] = typing.get_args(kind)
+        else:
+            options["type"], options["metavar"] = _READERS[cli["kind"]]
+        default = "" if field.default in (None, 0.0) else f" (default {field.default})"
+        group.add_argument(flag, help=cli["help"] + default, **options)
+
+
+def _fault_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `FaultConfig` keyword arguments given by the generated flags."""
+    return {field.name: getattr(args, field.name) for field, _, _ in _fault_fields()}
 
 
 def _add_serve(
@@ -99,38 +154,7 @@ def _add_serve(
     parser.add_argument(
         "--seed", type=int, help="seed of the job and fault RNGs (replayable runs)"
     )
-    faults = parser.add_argument_group("fault injection (all off by default)")
-    faults.add_argument("--latency", type=_seconds, default=0.0, metavar="S")
-    rates = (
-        ("--error-rate", "fraction answered 502/503 with an HTML page"),
-        ("--rate-limit-rate", "fraction answered 429 with Retry-After"),
-        ("--reset-rate", "fraction whose connection is reset without an answer"),
-        ("--hang-rate", "fraction that stall for --hang-time before answering"),
-        ("--truncate-rate", "fraction whose body is cut in half"),
-        ("--fail-rate", "fraction of jobs that end FAILED"),
-    )
-    for flag, what in rates:
-        faults.add_argument(flag, type=_fraction, default=0.0, metavar="F", help=what)
-    when = ("before", "after", "random")
-    faults.add_argument("--error-when", choices=when, default="before")
-    faults.add_argument("--reset-when", choices=when, default="after")
-    faults.add_argument("--retry-after", type=_seconds, default=1.0, metavar="S")
-    faults.add_argument("--hang-time", type=_seconds, default=3600.0, metavar="S")
-    faults.add_argument(
-        "--slow-body",
-        type=_seconds,
-        default=0.0,
-        metavar="S",
-        help="pause between body pieces of every response",
-    )
-    faults.add_argument(
-        "--fault-endpoints",
-        metavar="NAME,...",
-        help="restrict faults to these endpoints (e.g. status,results)",
-    )
-    faults.add_argument(
-        "--max-faults", type=int, metavar="N", help="stop injecting request faults after N"
-    )
+    _add_fault_flags(parser.add_argument_group("fault injection (all off by default)"))
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     parser.set_defaults(run=_serve)
 
@@ -172,23 +196,7 @@ def _serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     try:
-        faults = FaultConfig(
-            seed=args.seed,
-            only=args.fault_endpoints.split(",") if args.fault_endpoints else None,
-            max_faults=args.max_faults,
-            latency=args.latency,
-            error_rate=args.error_rate,
-            error_when=args.error_when,
-            rate_limit_rate=args.rate_limit_rate,
-            retry_after=args.retry_after,
-            reset_rate=args.reset_rate,
-            reset_when=args.reset_when,
-            hang_rate=args.hang_rate,
-            hang_time=args.hang_time,
-            truncate_rate=args.truncate_rate,
-            slow_body=args.slow_body,
-            fail_rate=args.fail_rate,
-        )
+        faults = FaultConfig(seed=args.seed, **_fault_options(args))
         scheduler = LocalScheduler(
             token=args.token,
             host=args.host,

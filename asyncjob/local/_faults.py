@@ -41,6 +41,16 @@ ENDPOINTS = (
 _PHASES = ("before", "after", "random")
 
 
+def _flag(help: str, kind: str = "", flag: str | None = None) -> dict[str, Any]:
+    """Field metadata from which `asyncjob serve` generates the field's flag.
+
+    `kind` says how the flag's value is read: `fraction`, `seconds`, `duration`
+    (seconds or MIN,MAX), `count`, `names` (comma-separated); a `Literal` field
+    offers its values as choices. `flag` overrides the name (`--field-name`).
+    """
+    return {"cli": {"help": help, "kind": kind, "flag": flag}}
+
+
 def _rate(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name} must be within [0, 1], got {value!r}")
@@ -101,42 +111,97 @@ class FaultConfig:
 
     seed: int | None = None
     """Seed of the fault RNG; None draws a random seed (not replayable)."""
-    only: tuple[str, ...] | None = attrs.field(default=None, converter=_only)
+    only: tuple[str, ...] | None = attrs.field(
+        default=None,
+        converter=_only,
+        metadata=_flag(
+            "restrict faults, latency and slow bodies to these endpoints (e.g. status,results)",
+            "names",
+            flag="--fault-endpoints",
+        ),
+    )
     """Restrict request faults, latency and slow bodies to these endpoints (see `ENDPOINTS`)."""
-    max_faults: int | None = None
+    max_faults: int | None = attrs.field(
+        default=None, metadata=_flag("stop injecting request faults after N", "count")
+    )
     """Stop injecting request faults after this many (None: no limit). Handy for "fail once"."""
 
-    latency: float | tuple[float, float] = attrs.field(default=0.0, converter=_latency)
+    latency: float | tuple[float, float] = attrs.field(
+        default=0.0,
+        converter=_latency,
+        metadata=_flag(
+            "seconds added before each request, or a range drawn per request", "duration"
+        ),
+    )
     """Seconds added before each request is handled, or a (min, max) range drawn per request."""
 
-    rate_limit_rate: float = attrs.field(default=0.0, validator=_rate)
-    """Fraction of requests answered 429 with `Retry-After`."""
-    retry_after: float = attrs.field(default=1.0, validator=_non_negative)
-    """Seconds put in the `Retry-After` header (fractions allowed, e.g. 0.05)."""
+    rate_limit_rate: float = attrs.field(
+        default=0.0,
+        validator=_rate,
+        metadata=_flag("fraction answered 429 with Retry-After", "fraction"),
+    )
+    retry_after: float = attrs.field(
+        default=1.0,
+        validator=_non_negative,
+        metadata=_flag("seconds put in the Retry-After header (e.g. 0.05)", "seconds"),
+    )
 
-    error_rate: float = attrs.field(default=0.0, validator=_rate)
-    """Fraction of requests answered 502 or 503 with an HTML body, as a proxy would."""
-    error_when: Phase = attrs.field(default="before", validator=_phase)
+    error_rate: float = attrs.field(
+        default=0.0,
+        validator=_rate,
+        metadata=_flag(
+            "fraction answered 502/503 with an HTML page, as a proxy would", "fraction"
+        ),
+    )
+    error_when: Phase = attrs.field(
+        default="before", validator=_phase, metadata=_flag("when 502/503 errors strike")
+    )
 
-    reset_rate: float = attrs.field(default=0.0, validator=_rate)
-    """Fraction of requests whose connection is reset without any answer."""
-    reset_when: Phase = attrs.field(default="after", validator=_phase)
+    reset_rate: float = attrs.field(
+        default=0.0,
+        validator=_rate,
+        metadata=_flag("fraction whose connection is reset without an answer", "fraction"),
+    )
+    reset_when: Phase = attrs.field(
+        default="after", validator=_phase, metadata=_flag("when connection resets strike")
+    )
 
-    hang_rate: float = attrs.field(default=0.0, validator=_rate)
-    """Fraction of requests that stall for `hang_time` seconds before being answered."""
-    hang_time: float = attrs.field(default=3600.0, validator=_non_negative)
-    hang_when: Phase = attrs.field(default="before", validator=_phase)
+    hang_rate: float = attrs.field(
+        default=0.0,
+        validator=_rate,
+        metadata=_flag("fraction that stall for --hang-time before answering", "fraction"),
+    )
+    hang_time: float = attrs.field(
+        default=3600.0,
+        validator=_non_negative,
+        metadata=_flag("seconds a hanging request stalls", "seconds"),
+    )
+    hang_when: Phase = attrs.field(
+        default="before", validator=_phase, metadata=_flag("when hangs strike")
+    )
 
-    truncate_rate: float = attrs.field(default=0.0, validator=_rate)
-    """Fraction of responses cut short: full Content-Length declared, half the body sent."""
+    truncate_rate: float = attrs.field(
+        default=0.0,
+        validator=_rate,
+        metadata=_flag(
+            "fraction of responses cut short (full Content-Length, half the body)", "fraction"
+        ),
+    )
 
-    slow_body: float = attrs.field(default=0.0, validator=_non_negative)
-    """Seconds to pause between pieces of every response body in scope (0: off)."""
-    slow_body_piece: int = 16
-    """Bytes per piece when `slow_body` is on."""
+    slow_body: float = attrs.field(
+        default=0.0,
+        validator=_non_negative,
+        metadata=_flag("seconds to pause between body pieces of every response", "seconds"),
+    )
+    slow_body_piece: int = attrs.field(
+        default=16, metadata=_flag("bytes per piece when --slow-body is on", "count")
+    )
 
-    fail_rate: float = attrs.field(default=0.0, validator=_rate)
-    """Fraction of finalized jobs that end FAILED instead of running."""
+    fail_rate: float = attrs.field(
+        default=0.0,
+        validator=_rate,
+        metadata=_flag("fraction of finalized jobs that end FAILED", "fraction"),
+    )
 
     def __attrs_post_init__(self) -> None:
         total = (

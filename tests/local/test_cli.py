@@ -13,9 +13,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
-from asyncjob._cli import build_parser, main
+from asyncjob._cli import _fault_fields, _fault_options, build_parser, main
+from asyncjob.local import FaultConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -192,3 +194,24 @@ def test_parser_has_subcommands() -> None:
     assert args.latency == 0.5
     assert args.retry_after == 1.0
     assert json.dumps(args.job_duration) == "0.0"
+
+
+def test_every_fault_field_has_a_generated_flag() -> None:
+    argv = ["serve", "--seed", "5", "--latency", "0.1,0.2", "--fault-endpoints", "status,init"]
+    argv += ["--error-rate", "0.25", "--error-when", "random", "--hang-when", "after"]
+    argv += ["--max-faults", "3", "--slow-body-piece", "4"]
+    args = build_parser().parse_args(argv)
+    faults = FaultConfig(seed=args.seed, **_fault_options(args))
+    assert faults == FaultConfig(
+        seed=5,
+        latency=(0.1, 0.2),
+        only=("status", "init"),
+        error_rate=0.25,
+        error_when="random",
+        hang_when="after",
+        max_faults=3,
+        slow_body_piece=4,
+    )
+    assert build_parser().parse_args(["serve"]).hang_time == FaultConfig().hang_time
+    flagged = {field.name for field, _, _ in _fault_fields()}
+    assert flagged == {field.name for field in attrs.fields(FaultConfig)} - {"seed"}
