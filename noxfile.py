@@ -1,4 +1,5 @@
-"""Developer sessions: `nox -s tests lint typecheck`, and `nox -s bench` for the benchmarks."""
+"""Developer sessions: `nox -s tests lint typecheck`, `nox -s tests_newest_aiohttp`, and
+`nox -s bench` for the benchmarks."""
 
 from __future__ import annotations
 
@@ -19,6 +20,19 @@ DIVI = "qoro-divi==0.15.1"
 def tests(session: nox.Session) -> None:
     """The test suite, with qoro-divi installed so the compatibility tests run too."""
     session.install("-e", ".[test]", "qoro-divi")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests_newest_aiohttp(session: nox.Session) -> None:
+    """The suite against the newest aiohttp, without aioresponses (which caps it below 3.14).
+
+    The tests that mock aiohttp with aioresponses are skipped (tests/conftest.py
+    marks them `needs_aioresponses`); everything else runs, real servers included.
+    """
+    session.install("-e", ".", "pytest>=8", "pytest-asyncio>=0.24", "hypothesis>=6", "qoro-divi")
+    session.install("--upgrade", "aiohttp")
+    session.run("python", "-c", "import aiohttp; print('aiohttp', aiohttp.__version__)")
     session.run("pytest", *session.posargs)
 
 

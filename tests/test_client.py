@@ -12,7 +12,6 @@ from typing import Any
 
 import anyio
 import pytest
-from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
 from asyncjob import (
@@ -38,7 +37,7 @@ from asyncjob import (
 from asyncjob._histogram import encode_histogram
 from asyncjob._retry import should_retry
 
-from .conftest import BASE, BELL, GHZ3, TOKEN, fast_retry
+from .conftest import BASE, BELL, GHZ3, TOKEN, CallbackResult, aioresponses, fast_retry
 
 INIT = BASE + "job/init/"
 HTML_502 = (

@@ -14,13 +14,12 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
 from asyncjob import AsyncJobClient, ExecutionResult, Limits
 from asyncjob._journal import ABANDONED, SUBMITTED, UPLOADING, Journal, default_journal_path
 
-from .conftest import BASE, BELL, TOKEN, fast_retry
+from .conftest import BASE, BELL, TOKEN, CallbackResult, aioresponses, fast_retry
 
 INIT = BASE + "job/init/"
 ADD = BASE + "job/j1/add_circuits/"

@@ -8,7 +8,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
 from asyncjob import (
@@ -22,7 +21,7 @@ from asyncjob import (
     ServerError,
 )
 
-from .conftest import BASE, TOKEN, fast_retry
+from .conftest import BASE, TOKEN, CallbackResult, aioresponses, fast_retry
 from .test_client import calls, histogram_entry, results_url, sent_body, status_url
 
 WATCH = f"{BASE}jobs/watch/"

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from aioresponses import CallbackResult, aioresponses
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from yarl import URL
@@ -34,7 +33,7 @@ from asyncjob._histogram import encode_histogram
 from asyncjob.local._app import _BadRequest, decode_observables
 from asyncjob.local._app import _shots_per_circuit as server_check_shot_groups
 
-from ..conftest import BELL, fast_retry
+from ..conftest import BELL, CallbackResult, aioresponses, fast_retry
 from .conftest import TOKEN, run_async
 
 BASE = "http://127.0.0.1:8999/api/"
