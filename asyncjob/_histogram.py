@@ -1,4 +1,4 @@
-"""Encode and decode the `qh1`/`qh2` histograms of `resultsV2` (see PROTOCOL.md).
+"""Encode and decode the `qh1`/`qh2` histograms of `resultsV2` (see docs/protocol.md).
 
 A histogram travels as base64 of a small binary blob: a magic, the outcome
 width, delta-coded outcome indices, a run-length block saying which counts are

@@ -11,8 +11,10 @@ import email.utils
 import gc
 import importlib.metadata
 import json
+import re
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -330,3 +332,12 @@ async def test_a_client_never_used_does_not_warn() -> None:
 
 def test_version_comes_from_the_package_metadata() -> None:
     assert asyncjob.__version__ == importlib.metadata.version(DISTRIBUTION)
+
+
+def test_the_readme_mock_transport_example_runs() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(
+        r"### Testing your code: `MockTransport`\n.*?```python\n(.*?)```", readme, re.S
+    )
+    assert block is not None
+    exec(compile(block.group(1), "README.md", "exec"), {})

@@ -50,7 +50,7 @@ def test_event_ends_a_hanging_status_request(
         )
     latency = time.monotonic() - set_at[0]
     assert hangs(slow_scheduler) >= 1  # the event was set while a request hung
-    # CONTRACT.md promises 100 ms; this generous bound only catches a hang (see the benchmark).
+    # docs/contract.md promises 100 ms; this generous bound only catches a hang (see bench/).
     assert latency < 2.0
     # Only the wait was cancelled, not the job.
     assert slow_scheduler.job(str(handle.job_id)).status == "RUNNING"  # type: ignore[union-attr]

@@ -1,4 +1,4 @@
-"""Every endpoint of PROTOCOL.md against the local scheduler, over plain HTTP."""
+"""Every endpoint of docs/protocol.md against the local scheduler, over plain HTTP."""
 
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ async def test_html_error_pages_become_short_typed_errors(
     assert len(message) < 300 and "<" not in message and ">" not in message
     assert "Something went wrong" in message
     assert_token_free(exc)
-    assert len(server.seen) == tries  # retried only what PROTOCOL.md says is retried
+    assert len(server.seen) == tries  # retried only what docs/protocol.md says is retried
 
 
 @pytest.mark.parametrize("status", [400, 401, 409, 500])

@@ -198,7 +198,7 @@ def test_mutated_encodings_through_the_client_decode_validly_or_are_refused(
         return
     event("still a valid histogram")
     ((got,),) = [[r["results"] for r in result.results or []]]
-    if not blob:  # an empty payload is passed through unchanged (PROTOCOL.md)
+    if not blob:  # an empty payload is passed through unchanged (docs/protocol.md)
         assert got == obj
         return
     # Whatever decoded is a well-formed histogram of the declared width.
