@@ -46,8 +46,8 @@ from ._histogram import decode_result
 from ._journal import Journal, PendingChunk
 from ._models import ExecutionResult, JobStatus, Response
 from ._secrets import scrub
-from ._sender import Sender, job_path
-from ._transport import AiohttpTransport, AsyncTransport
+from ._sender import Sender, default_transport, job_path
+from ._transport import AsyncTransport
 
 __all__ = ["AsyncJobClient", "JobOutcome"]
 
@@ -905,16 +905,6 @@ class AsyncJobClient:
         except (AsyncJobError, ValueError) as exc:
             last = self._seen.get(str(getattr(handle, "job_id", "")), status)
             return JobOutcome(handle, last, None, exc)
-
-
-def default_transport(config: ClientConfig) -> AiohttpTransport:
-    """The aiohttp transport shaped by the configuration's TLS, timeout and limits."""
-    return AiohttpTransport(
-        verify_tls=config.verify_tls,
-        max_connections=config.limits.max_connections,
-        connect_timeout=config.timeout.connect,
-        max_response_bytes=config.limits.max_response_bytes,
-    )
 
 
 class _ChunksEnded(AsyncJobError):

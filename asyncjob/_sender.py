@@ -37,10 +37,10 @@ from ._errors import (
 from ._models import Response
 from ._retry import parse_retry_after, should_retry
 from ._secrets import scrub
-from ._transport import AsyncTransport, Request
+from ._transport import AiohttpTransport, AsyncTransport, Request
 from ._version import __version__
 
-__all__ = ["Sender", "job_path", "short_message"]
+__all__ = ["Sender", "default_transport", "job_path", "short_message"]
 
 logger = logging.getLogger("asyncjob")
 
@@ -53,6 +53,16 @@ def job_path(job_id: str, endpoint: str = "") -> str:
     if not isinstance(job_id, str) or not job_id or job_id in (".", ".."):
         raise ValueError(f"invalid job id {job_id!r}")
     return f"job/{quote(job_id, safe='')}/{endpoint}"
+
+
+def default_transport(config: ClientConfig) -> AiohttpTransport:
+    """The aiohttp transport shaped by the configuration's TLS, timeout and limits."""
+    return AiohttpTransport(
+        verify_tls=config.verify_tls,
+        max_connections=config.limits.max_connections,
+        connect_timeout=config.timeout.connect,
+        max_response_bytes=config.limits.max_response_bytes,
+    )
 
 
 class Sender:
