@@ -1,4 +1,4 @@
-"""Configuration: timeouts, retries, polling and limits as frozen attrs classes.
+"""Configuration: timeouts, polling and limits as frozen attrs classes (retries: `_retry`).
 
 `ClientConfig.build` turns the keyword options that `AsyncJobClient` and
 `JobBackend` both accept into one validated, immutable configuration.

@@ -42,8 +42,9 @@ class RetryPolicy:
 
     Retried: 429 (after `Retry-After` when given), 502, 503, 504, connection
     errors and timeouts; only for GET, DELETE, `cancel/`, `jobs/watch/`, and
-    POSTs that carry an `Idempotency-Key`. `budget` bounds one call, every
-    attempt and wait included: no wait that would end past it is taken.
+    POSTs that carry an `Idempotency-Key`. `budget` bounds the retrying of one
+    call: no wait (and so no retry) that would end past it is taken, counting
+    from the call's start; an attempt under way still runs to its own timeout.
     `RetryPolicy.off()` disables retries (handy in tests).
     """
 
@@ -58,7 +59,7 @@ class RetryPolicy:
     jitter: bool = True
     """Full jitter: sleep uniformly in [0, backoff]. Off gives exact backoffs."""
     budget: float | None = attrs.field(default=120.0, validator=_positive)
-    """Seconds one call may spend on attempts and waits in all (None: no limit)."""
+    """Seconds from a call's start past which it is not retried (None: no limit)."""
 
     @classmethod
     def off(cls) -> RetryPolicy:
