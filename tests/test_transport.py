@@ -11,6 +11,7 @@ import email.utils
 import gc
 import importlib.metadata
 import json
+import logging
 import re
 import warnings
 from collections.abc import Callable
@@ -251,16 +252,22 @@ def test_delay_honours_retry_after_within_the_cap_and_the_budget() -> None:
     assert RetryPolicy.off().delay(1) is None
 
 
-async def test_an_http_date_retry_after_is_honoured() -> None:
-    past = email.utils.format_datetime(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1), True)
+async def test_an_http_date_retry_after_is_honoured(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="asyncjob")
+    later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), True)
     client, transport = client_with(
         replies(
-            json_response({}, 429, **{"Retry-After": past}), json_response({"status": "RUNNING"})
-        )
+            json_response({}, 429, **{"Retry-After": later}),
+            json_response({"status": "RUNNING"}),
+        ),
+        # An hour asked, clamped to max_retry_after: the date was read, not ignored.
+        RetryPolicy(initial=0.001, max_retry_after=0.05, jitter=False, budget=None),
     )
     async with client:
         assert await client.poll_job_status("j1") is JobStatus.RUNNING
     assert len(transport.requests) == 2
+    waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert waits == ["GET job/j1/status/ answered 429; retrying in 0.05 s"]
 
 
 async def test_a_wait_past_the_budget_is_not_taken() -> None:
