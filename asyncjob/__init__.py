@@ -30,6 +30,7 @@ from ._errors import (
     ServerError,
 )
 from ._models import ExecutionResult, JobStatus, JobType, Response
+from ._parametric import ParametricCircuit
 from ._protocol import AsyncJobBackend
 from ._transport import AiohttpTransport, AsyncTransport, MockTransport, Request
 from ._version import __version__ as __version__
@@ -60,6 +61,7 @@ __all__ = [
     "MaxRetriesReachedError",
     "MockTransport",
     "NotFoundError",
+    "ParametricCircuit",
     "PayloadTooLargeError",
     "PollingPolicy",
     "ProtocolError",

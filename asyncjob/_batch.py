@@ -7,6 +7,7 @@ so a bad batch or option fails fast and sends nothing.
 from __future__ import annotations
 
 import base64
+import enum
 import gzip
 import json
 import re
@@ -18,9 +19,13 @@ import attrs
 from ._config import ClientConfig, check_shots, check_target
 from ._errors import PayloadTooLargeError
 from ._models import JobType
+from ._parametric import ParametricCircuit
 from ._wire import check_ham_map, check_shot_groups
 
 __all__ = ["Submission", "build_submission", "compress_ham_ops", "normalise_circuits"]
+
+Piece = ParametricCircuit | tuple[tuple[str, str], ...]
+"""A parametric circuit, or a run of plain `(label, source)` circuits."""
 
 SUBMIT_OPTIONS = (
     "shots",
@@ -62,20 +67,66 @@ def normalise_circuits(circuits: object) -> list[tuple[str, str]]:
         raise ValueError("circuits is empty: nothing to submit")
     seen: set[str] = set()
     for label, source in items:
-        if not isinstance(label, str):
-            raise TypeError(f"circuit labels must be str, got {type(label).__name__}")
-        if not label:
-            raise ValueError("circuit labels must not be empty")
-        if not label.isascii() and not _is_utf8(label):
-            raise ValueError(f"circuit label {label!r} is not valid text (a lone surrogate)")
-        if label in seen:
-            raise ValueError(f"duplicate circuit label {label!r}")
-        seen.add(label)
+        _check_label(label, seen)
         if not isinstance(source, str):
             raise TypeError(
                 f"circuit {label!r} must be an OpenQASM source str, got {type(source).__name__}"
             )
     return [(str(label), str(source)) for label, source in items]
+
+
+def _check_label(label: object, seen: set[str]) -> None:
+    """A label must be a non-empty, sendable str not used before in the batch."""
+    if not isinstance(label, str):
+        raise TypeError(f"circuit labels must be str, got {type(label).__name__}")
+    if not label:
+        raise ValueError("circuit labels must not be empty")
+    if not label.isascii() and not _is_utf8(label):
+        raise ValueError(f"circuit label {label!r} is not valid text (a lone surrogate)")
+    if label in seen:
+        raise ValueError(f"duplicate circuit label {label!r}")
+    seen.add(label)
+
+
+def _pieces(circuits: object) -> tuple[Piece, ...] | None:
+    """A batch holding parametric circuits as pieces in order; None for a plain batch.
+
+    Such a batch is a `ParametricCircuit`, or a sequence of them and of
+    `(label, source)` pairs.
+    """
+    if isinstance(circuits, ParametricCircuit):
+        circuits = [circuits]
+    if (
+        isinstance(circuits, str | bytes | Mapping)
+        or not isinstance(circuits, Sequence)
+        or not any(isinstance(c, ParametricCircuit) for c in circuits)
+    ):
+        return None
+    pieces: list[Piece] = []
+    run: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for item in circuits:
+        if isinstance(item, ParametricCircuit):
+            if run:
+                pieces.append(tuple(run))
+                run = []
+            for label in item.labels:
+                _check_label(label, seen)
+            pieces.append(item)
+        elif isinstance(item, tuple) and len(item) == 2:
+            label, source = item
+            _check_label(label, seen)
+            if not isinstance(source, str):
+                raise TypeError(f"circuit {label!r} must be an OpenQASM source str")
+            run.append((label, source))
+        else:
+            raise TypeError(
+                "a batch with ParametricCircuits may hold only them and (label, source) "
+                f"pairs, not {type(item).__name__}"
+            )
+    if run:
+        pieces.append(tuple(run))
+    return tuple(pieces)
 
 
 def _is_utf8(text: str) -> bool:
@@ -116,6 +167,8 @@ class Submission:
     shot_groups: tuple[tuple[int, int, int], ...] | None = None
     observables: str | None = None
     circuit_ham_map: tuple[tuple[int, int], ...] | None = None
+    pieces: tuple[Piece, ...] | None = None
+    """Set when the batch holds parametric circuits (then `sources` is empty)."""
 
     @property
     def ordered_upload(self) -> bool:
@@ -189,11 +242,16 @@ class Submission:
 
     def _body(self, encoded: Sequence[str], start: int, end: int) -> dict[str, Any]:
         """The request body of circuits `start:end`, whose encoded forms are `encoded`."""
-        body: dict[str, Any] = {
+        return {
             "circuits": dict(zip(self.labels[start:end], encoded, strict=True)),
             "mode": "append",
             "finalized": "false",
+            **self.extras(start, end),
         }
+
+    def extras(self, start: int, end: int) -> dict[str, Any]:
+        """The shots, shot groups (re-based) or observables of a chunk of circuits `start:end`."""
+        body: dict[str, Any] = {}
         if self.observables is not None:
             body["observables"] = self.observables
             if self.circuit_ham_map is not None:
@@ -223,8 +281,18 @@ def build_submission(
             f"submit_circuits() got unknown option(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(SUBMIT_OPTIONS)}"
         )
-    items = normalise_circuits(circuits)
-    n = len(items)
+    pieces = _pieces(circuits)
+    items: list[tuple[str, str]] = []
+    if pieces is None:
+        items = normalise_circuits(circuits)
+        labels = tuple(label for label, _ in items)
+    else:
+        labels = tuple(
+            label
+            for piece in pieces
+            for label in (piece.labels if isinstance(piece, ParametricCircuit) else dict(piece))
+        )
+    n = len(labels)
     shots = check_shots(options.get("shots", config.shots))
     ham_ops = options.get("ham_ops")
     shot_groups = options.get("shot_groups")
@@ -261,16 +329,16 @@ def build_submission(
         if not isinstance(exec_conf, Mapping):
             raise TypeError("execution_configuration must be a mapping")
         init_body["execution_configuration"] = dict(exec_conf)
-    labels, sources = zip(*items, strict=True)
     return Submission(
-        labels=tuple(labels),
-        sources=tuple(sources),
+        labels=labels,
+        sources=tuple(source for _, source in items),
         init_body=init_body,
         job_type=job_type,
         shots=shots,
         shot_groups=groups,
         observables=observables,
         circuit_ham_map=ham_ranges,
+        pieces=pieces,
     )
 
 
@@ -294,6 +362,8 @@ def _target(options: Mapping[str, Any], config: ClientConfig) -> dict[str, str]:
 def _job_type(value: object, ham_ops: object) -> JobType:
     if value is None:
         return JobType.EXPECTATION if ham_ops is not None else JobType.EXECUTE
+    if isinstance(value, enum.Enum):  # any enum whose value is a job type (e.g. divi's JobType)
+        value = value.value
     try:
         job_type = JobType(str(value).upper())
     except ValueError:

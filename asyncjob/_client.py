@@ -45,6 +45,7 @@ from ._errors import (
 from ._histogram import decode_result
 from ._journal import Journal, PendingChunk
 from ._models import ExecutionResult, JobStatus, Response
+from ._parametric import check_pieces, template_bodies
 from ._secrets import scrub
 from ._sender import Sender, default_transport, job_path
 from ._transport import AsyncTransport
@@ -127,6 +128,7 @@ class AsyncJobClient:
         self._sender = Sender(config, transport or default_transport(config))
         self._labels: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._seen: OrderedDict[str, JobStatus] = OrderedDict()
+        self._run_times: OrderedDict[str, float] = OrderedDict()
         self._journal_db: Journal | None = None
         self._journal_broken = False
         self._journal_lock = threading.Lock()
@@ -220,17 +222,20 @@ class AsyncJobClient:
         Chunks go out as soon as each is compressed (and journaled), so the
         server takes in one chunk while the next is being compressed.
         """
-        await self._validate(submission)
+        bodies = await self._validate(submission)
         key = _new_key()
         options = {"init": submission.init_body, "ordered": submission.ordered_upload}
         await self._record("begin", key, self._config.base_url, submission.labels, options)
         send, receive = anyio.create_memory_object_stream[PendingChunk](math.inf)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._encode_chunks, submission, key, send)
+                if bodies is None:
+                    tg.start_soon(self._encode_chunks, submission, key, send)
+                else:
+                    tg.start_soon(self._hand_over, bodies, key, send)
                 job_id = await self._init(key, submission.init_body)
                 self._remember_labels(job_id, submission.labels)
-                await self._upload(
+                sent = await self._upload(
                     key,
                     job_id,
                     receive,
@@ -242,22 +247,44 @@ class AsyncJobClient:
             # The producer's own error, rather than the upload's note that it stopped.
             raise _first_leaf(group.split(_ChunksEnded)[1] or group) from None
         logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
-        return ExecutionResult(job_id=job_id)
+        return ExecutionResult(job_id=job_id, backend_jobs=sent)
 
-    async def _validate(self, submission: Submission) -> None:
-        """Check every circuit, and that each fits in a request, before anything is sent."""
+    async def _validate(self, submission: Submission) -> list[dict[str, Any]] | None:
+        """Check every circuit, and that each fits in a request, before anything is sent.
 
-        def validate() -> None:
+        A batch with parametric circuits gets all its chunk bodies built here
+        (templates are compressed once, rows are cheap), and returned.
+        """
+        limits = self._config.limits
+
+        def validate() -> list[dict[str, Any]] | None:
+            if submission.pieces is not None:
+                check_pieces(submission.pieces, full=self._config.full_qasm_check)
+                return template_bodies(submission, limits.max_payload_bytes, limits.chunk_bytes)
             _qasm.check_batch(
                 list(zip(submission.labels, submission.sources, strict=True)),
                 full=self._config.full_qasm_check,
             )
-            submission.check_sizes(self._config.limits.max_payload_bytes)
+            submission.check_sizes(limits.max_payload_bytes)
+            return None
 
         if len(submission.labels) <= _THREAD_THRESHOLD:
-            validate()
-        else:
-            await anyio.to_thread.run_sync(validate, abandon_on_cancel=True)
+            return validate()
+        return await anyio.to_thread.run_sync(validate, abandon_on_cancel=True)
+
+    async def _hand_over(
+        self, bodies: list[dict[str, Any]], key: str, send: MemoryObjectSendStream[PendingChunk]
+    ) -> None:
+        """Journal and hand over chunk bodies built beforehand; the last one is final."""
+        async with send:
+            for index, body in enumerate(bodies):
+                last = index == len(bodies) - 1
+                chunk = PendingChunk(index, _new_key(), body, final=last)
+                await self._record("chunk", key, index, chunk.chunk_key, chunk.wire_body, last)
+                try:
+                    await send.send(chunk)
+                except anyio.BrokenResourceError:
+                    return  # the upload failed and stopped taking chunks
 
     async def _encode_chunks(
         self, submission: Submission, key: str, send: MemoryObjectSendStream[PendingChunk]
@@ -345,9 +372,10 @@ class AsyncJobClient:
         ordered: bool,
         created: bool = False,
         final_required: bool = False,
-    ) -> None:
+    ) -> int:
         """Send the chunks as they come, the final one after every other one landed.
 
+        Returns the number of chunks sent.
         On any failure or cancellation the job is cancelled. Every await between
         the job's creation and its finalization is inside the same guard, so no
         cancellation point can leave it un-finalized.
@@ -371,9 +399,11 @@ class AsyncJobClient:
             if created:
                 await self._record("created", key, job_id)
             final: list[PendingChunk] = []
+            count = 0
             try:
                 async with anyio.create_task_group() as tg, chunks:
                     async for chunk in chunks:
+                        count += 1
                         if chunk.final:
                             final.append(chunk)
                         elif ordered:  # circuit_ham_map positions follow arrival order
@@ -394,6 +424,7 @@ class AsyncJobClient:
             raise
         with anyio.CancelScope(shield=True):
             await self._record("submitted", key)
+        return count
 
     async def _abandon(self, job_id: str, key: str | None = None) -> None:
         """Cancel a job whose submission failed, so it is not left un-finalized."""
@@ -674,6 +705,8 @@ class AsyncJobClient:
             await self._record("status", self._config.base_url, job_id, status.value)
             if status.is_terminal:
                 self._seen.pop(job_id, None)
+        if status.is_terminal:
+            _remember(self._run_times, job_id, _run_time(data))
         return status
 
     # -- results ----------------------------------------------------------
@@ -682,7 +715,9 @@ class AsyncJobClient:
         """Fetch every results page (concurrently once the total is known) and decode it.
 
         Results come back in submission order. A job that is not COMPLETED is a
-        `JobNotCompleteError`.
+        `JobNotCompleteError`. `run_time` is the one the job's terminal status
+        reported when this client saw it (polling, watching), else 0.0: no
+        request is made for it.
         """
         job_id = job_id_of(execution_result)
         path = job_path(job_id, "resultsV2/")
@@ -721,8 +756,9 @@ class AsyncJobClient:
             results = _in_order(job_id, entries, expected)
         if self._config.journal_results:
             await self._record("results", self._config.base_url, job_id, results)
+        run_time = self._run_times.get(job_id, 0.0)
         handle = execution_result if isinstance(execution_result, ExecutionResult) else None
-        return (handle or ExecutionResult(job_id=job_id)).with_results(results)
+        return (handle or ExecutionResult(job_id=job_id)).with_results(results, run_time)
 
     async def _fetch_pages(
         self, job_id: str, path: str, size: int, start: int, count: int, labels: set[str]
@@ -1045,6 +1081,14 @@ def _data_field(data: object, name: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind) or (isinstance(value, str) and not value):
         raise ProtocolError(f"{where}: response has no valid {name!r} field")
     return value
+
+
+def _run_time(data: object) -> float:
+    """The seconds of execution a terminal status body reports; 0.0 when it has none."""
+    value = data.get("run_time") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if math.isfinite(value) and value >= 0 else 0.0
 
 
 def _watchable(job_id: str) -> bool:

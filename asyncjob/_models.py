@@ -71,27 +71,46 @@ class ExecutionResult:
     """A job handle (`job_id`, no results) or a finished batch (`results`).
 
     `results` is a list of `{"label": str, "results": dict}` in submission order.
+    `backend_jobs` counts the requests that carried the batch (its chunks);
+    `run_time` is the seconds of execution the server reported for the job
+    (0.0 until `get_job_results` fills it, or when the server reports none).
     """
 
     results: list[dict[str, Any]] | None = attrs.field(default=None, converter=_results_converter)
     job_id: str | None = None
+    backend_jobs: int = 1
+    run_time: float = 0.0
 
     def is_async(self) -> bool:
         """True for a handle of a remote job whose results are not fetched yet."""
         return self.job_id is not None and self.results is None
 
-    def with_results(self, results: list[dict[str, Any]]) -> ExecutionResult:
-        """A copy carrying `results`."""
-        return attrs.evolve(self, results=results)
+    def with_results(
+        self, results: list[dict[str, Any]], run_time: float | None = None
+    ) -> ExecutionResult:
+        """A copy carrying `results` (and `run_time`, when given)."""
+        if run_time is None:
+            return attrs.evolve(self, results=results)
+        return attrs.evolve(self, results=results, run_time=run_time)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; `from_dict` reverses it."""
-        return {"job_id": self.job_id, "results": self.results}
+        return {
+            "job_id": self.job_id,
+            "results": self.results,
+            "backend_jobs": self.backend_jobs,
+            "run_time": self.run_time,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExecutionResult:
         """Rebuild a result from `to_dict()` output (e.g. after a JSON round trip)."""
-        return cls(results=data.get("results"), job_id=data.get("job_id"))
+        return cls(
+            results=data.get("results"),
+            job_id=data.get("job_id"),
+            backend_jobs=int(data.get("backend_jobs", 1)),
+            run_time=float(data.get("run_time", 0.0)),
+        )
 
 
 @attrs.frozen(hash=False)

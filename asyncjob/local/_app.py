@@ -33,6 +33,7 @@ import anyio
 from aiohttp import web
 
 from .._config import MAX_PAYLOAD_BYTES
+from .._parametric import bind_template
 from .._wire import check_ham_map, check_shot_groups, is_loopback
 from ._decode import MAX_DECOMPRESSED_BYTES, Decoder, check_sources, gunzip, unpack
 from ._decode import BadRequest as _BadRequest
@@ -146,20 +147,12 @@ def _resolve_template(template: str, names: list[str], values: list[object], lab
         raise _BadRequest(
             f"parameter set {label!r} has {len(values)} values for {len(names)} parameters"
         )
-    mapping: dict[str, str] = {}
-    for name, value in zip(names, values, strict=True):
+    numbers: list[float] = []
+    for value in values:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _BadRequest(f"parameter set {label!r}: value {value!r} is not a number")
-        text = str(float(value))
-        mapping[name] = f"({text})" if text.startswith("-") else text
-    if not mapping:
-        return template
-    pattern = re.compile(
-        r"(?<![\w.])("
-        + "|".join(re.escape(n) for n in sorted(mapping, key=len, reverse=True))
-        + r")(?![\w\[])"
-    )
-    return pattern.sub(lambda m: mapping[m.group(1)], template)
+        numbers.append(float(value))
+    return bind_template(template, names, numbers)
 
 
 class _App:

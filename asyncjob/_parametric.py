@@ -1,0 +1,223 @@
+"""Parametric circuits: one OpenQASM template plus the rows of values the server binds into it.
+
+A variational sweep submits the same circuit with many parameter values. Sent
+in this form (the `circuit_template` / `parameter_names` / `parameter_sets`
+shape of an `add_circuits/` chunk), the template travels once per chunk and
+each circuit costs one short JSON row, instead of one compressed circuit each.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import numbers
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from . import _qasm
+from ._errors import PayloadTooLargeError
+
+if TYPE_CHECKING:
+    from ._batch import Submission
+
+__all__ = ["ParametricCircuit", "bind_template", "check_pieces", "template_bodies"]
+
+Row = tuple[str, tuple[float, ...]]
+
+
+def _rows(value: Iterable[tuple[str, Iterable[object]]]) -> tuple[Row, ...]:
+    """Each `(label, values)` row as tuples, its values checked and made floats."""
+    if isinstance(value, str | bytes):
+        raise TypeError("parameter_sets must be a sequence of (label, values) rows")
+    rows: list[Row] = []
+    for row in value:
+        if isinstance(row, str | bytes) or not isinstance(row, Sequence) or len(row) != 2:
+            raise TypeError(f"each parameter set must be a (label, values) pair, got {row!r:.60}")
+        label, values = row
+        if isinstance(values, str | bytes):
+            raise TypeError(f"parameter set {label!r}: values must be a sequence of numbers")
+        numbers_ = []
+        for number in values:
+            if isinstance(number, bool) or not isinstance(number, numbers.Real):
+                raise TypeError(f"parameter set {label!r}: {number!r:.40} is not a real number")
+            as_float = float(number)
+            if not math.isfinite(as_float):
+                raise ValueError(f"parameter set {label!r}: {as_float} is not a finite number")
+            numbers_.append(as_float)
+        rows.append((label, tuple(numbers_)))
+    return tuple(rows)
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str | bytes):
+        raise TypeError("parameter_names must be a sequence of names, not one string")
+    return tuple(value)
+
+
+@attrs.frozen
+class ParametricCircuit:
+    """An OpenQASM template with named parameters, and one labelled row of values per circuit.
+
+    ```python
+    ParametricCircuit(
+        "OPENQASM 2.0; include \\"qelib1.inc\\"; qreg q[1]; creg c[1]; rx(theta) q[0]; "
+        "measure q -> c;",
+        parameter_names=["theta"],
+        parameter_sets=[("a", [0.1]), ("b", [0.2])],
+    )
+    ```
+    Pass it to `submit_circuits` (alone, or in a sequence with others and with
+    `(label, source)` pairs): each row is one circuit of the batch, labelled by
+    its label, whose source is the template with every parameter name replaced
+    by the row's value. Rows are checked here (one value per name, each a finite
+    real number); the template when submitted, by binding its first row.
+    """
+
+    template: str = attrs.field(validator=attrs.validators.instance_of(str))
+    parameter_names: tuple[str, ...] = attrs.field(converter=_names)
+    parameter_sets: tuple[Row, ...] = attrs.field(converter=_rows)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.template.strip():
+            raise ValueError("a ParametricCircuit needs a non-empty template")
+        for name in self.parameter_names:
+            if not isinstance(name, str) or not name or name != name.strip():
+                raise ValueError(f"parameter names must be non-empty, unpadded str: {name!r}")
+        if len(set(self.parameter_names)) != len(self.parameter_names):
+            raise ValueError(f"duplicate parameter names in {list(self.parameter_names)}")
+        if not self.parameter_sets:
+            raise ValueError("a ParametricCircuit needs at least one parameter set")
+        for label, values in self.parameter_sets:
+            if len(values) != len(self.parameter_names):
+                raise ValueError(
+                    f"parameter set {label!r} has {len(values)} values for the "
+                    f"{len(self.parameter_names)} parameters {list(self.parameter_names)}"
+                )
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The label of each row, in order."""
+        return tuple(label for label, _ in self.parameter_sets)
+
+    def bind(self, index: int) -> str:
+        """The source of row `index`: the template with that row's values substituted."""
+        return bind_template(self.template, self.parameter_names, self.parameter_sets[index][1])
+
+    def bound(self) -> dict[str, str]:
+        """Every row's label -> source (what the server runs)."""
+        return {label: self.bind(i) for i, (label, _) in enumerate(self.parameter_sets)}
+
+
+def _format(value: float) -> str:
+    text = str(float(value))
+    return f"({text})" if text.startswith("-") else text
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    """A name as a whole token: not part of a longer identifier, a number or an indexing."""
+    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?<![\w.])({alternatives})(?![\w\[])")
+
+
+def bind_template(template: str, names: Sequence[str], values: Sequence[float]) -> str:
+    """`template` with each name replaced by its value (`str(float)`, negatives in parentheses).
+
+    The substitution the server applies to a `circuit_template`; the client uses
+    it to validate a template before sending it.
+    """
+    if not names:
+        return template
+    mapping = {name: _format(value) for name, value in zip(names, values, strict=True)}
+    return _pattern(tuple(names)).sub(lambda m: mapping[m.group(1)], template)
+
+
+def template_bodies(submission: Submission, max_bytes: int, target: int) -> list[dict[str, Any]]:
+    """Every `add_circuits/` body of a submission made of pieces, in order, none finalized.
+
+    A run of plain circuits is chunked like any batch; a parametric circuit's
+    rows are split into bodies of about `target` bytes (never over `max_bytes`),
+    each carrying the compressed template once.
+    """
+    from ._batch import encode_circuit
+
+    assert submission.pieces is not None
+    bodies: list[dict[str, Any]] = []
+    position = 0
+    for piece in submission.pieces:
+        if isinstance(piece, ParametricCircuit):
+            bodies += _row_bodies(submission, piece, position, max_bytes, target)
+            position += len(piece.parameter_sets)
+        else:
+            encoded = [encode_circuit(source) for _, source in piece]
+            # chunk_bodies indexes encoded circuits by batch position.
+            padded = [""] * position + encoded
+            bodies += submission.chunk_bodies(padded, max_bytes, position, target)
+            position += len(piece)
+    return bodies
+
+
+def _row_bodies(
+    submission: Submission, piece: ParametricCircuit, position: int, max_bytes: int, target: int
+) -> list[dict[str, Any]]:
+    from ._batch import encode_circuit
+
+    template = encode_circuit(piece.template)
+    rows = [{"label": label, "values": list(values)} for label, values in piece.parameter_sets]
+    sizes = [len(_dumps(row)) + 1 for row in rows]
+    target = min(target, max_bytes)
+
+    def body(start: int, end: int) -> dict[str, Any]:
+        return {
+            "circuit_template": template,
+            "parameter_names": list(piece.parameter_names),
+            "parameter_sets": rows[start:end],
+            "mode": "append",
+            "finalized": "false",
+            **submission.extras(position + start, position + end),
+        }
+
+    bodies = []
+    start = 0
+    while start < len(rows):
+        size = len(_dumps(body(start, start)))
+        end = start
+        while end < len(rows) and (end == start or size + sizes[end] <= target):
+            size += sizes[end]
+            end += 1
+        while len(_dumps(candidate := body(start, end))) > max_bytes:
+            if end - start == 1:
+                raise PayloadTooLargeError(
+                    f"parametric circuit of {piece.labels[0]!r} needs a "
+                    f"{len(_dumps(candidate))}-byte request for one row, over the "
+                    f"{max_bytes}-byte limit"
+                )
+            end = start + (end - start) // 2
+        bodies.append(candidate)
+        start = end
+    return bodies
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def check_pieces(
+    pieces: Sequence[ParametricCircuit | tuple[tuple[str, str], ...]], *, full: bool = False
+) -> None:
+    """Validate every plain circuit, and each template by binding its first row.
+
+    The other rows differ from the first only in the numbers substituted, which
+    are checked to be finite reals, so they are valid whenever it is.
+    """
+    items: list[tuple[str, str]] = []
+    for piece in pieces:
+        if isinstance(piece, ParametricCircuit):
+            items.append((piece.labels[0], piece.bind(0)))
+        else:
+            items.extend(piece)
+    _qasm.check_batch(items, full=full)
