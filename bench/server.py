@@ -100,6 +100,7 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
         stats = scheduler.stats
     return {
         "requests_total": stats.requests_total,
+        "bytes_received": stats.bytes_received,
         "requests_by_endpoint": dict(stats.requests_by_endpoint),
         "jobs_created": stats.jobs_created,
         "jobs_completed": stats.jobs_completed,

@@ -195,7 +195,7 @@ class _App:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         s = self.s
         endpoint = self._endpoint(request)
-        s._counters.request(endpoint)
+        s._counters.request(endpoint, request.content_length or 0)
         plan = s._injector.plan(endpoint)
         if plan.kind is not None:
             s._counters.fault(plan.kind)

@@ -44,6 +44,8 @@ class SchedulerStats:
     duplicate_chunks_refused: int = 0
     """`add_circuits/` chunks whose `Idempotency-Key` was already applied (ignored)."""
     requests_total: int = 0
+    bytes_received: int = 0
+    """Request body bytes received (their `Content-Length`), all requests together."""
     requests_by_endpoint: Mapping[str, int] = attrs.field(factory=dict)
     faults_injected: Mapping[str, int] = attrs.field(factory=dict)
     """Injected faults by kind: rate_limit, error, reset, hang, truncate, fail."""
@@ -75,10 +77,11 @@ class Counters:
         with self._lock:
             self._values[name] = self._values.get(name, 0) + n
 
-    def request(self, endpoint: str) -> None:
-        """Count one request to `endpoint`."""
+    def request(self, endpoint: str, body_bytes: int = 0) -> None:
+        """Count one request to `endpoint`, with a body of `body_bytes`."""
         with self._lock:
             self._values["requests_total"] = self._values.get("requests_total", 0) + 1
+            self._values["bytes_received"] = self._values.get("bytes_received", 0) + body_bytes
             self._by_endpoint[endpoint] = self._by_endpoint.get(endpoint, 0) + 1
 
     def fault(self, kind: str) -> None:

@@ -1,0 +1,77 @@
+"""A divi program whose job fails, and one interrupted by Ctrl+C in a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from divi.backends import JobFailedError
+from divi.qprog import VQE, HartreeFockAnsatz, ScipyMethod, ScipyOptimizer
+from divi.qprog.problems import HamiltonianProblem
+
+from asyncjob.local import FaultConfig, LocalScheduler, ThreadedScheduler
+
+from .conftest import H2, divi_backend
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def test_a_scheduler_failing_every_job_ends_the_vqe_in_job_failed_error() -> None:
+    faults = FaultConfig(fail_rate=1.0)
+    with LocalScheduler(faults=faults, job_duration=0.01).run_in_thread() as threaded:
+        with divi_backend(threaded) as backend:
+            vqe = VQE(
+                HamiltonianProblem(H2, n_electrons=2),
+                ansatz=HartreeFockAnsatz(),
+                backend=backend,
+                optimizer=ScipyOptimizer(ScipyMethod.COBYLA),
+                max_iterations=2,
+            )
+            with pytest.raises(JobFailedError) as caught:
+                vqe.run()
+        [job] = threaded.jobs()
+    assert job.status == "FAILED" and caught.value.job_id == job.id
+
+
+@pytest.fixture
+def slow() -> Iterator[ThreadedScheduler]:
+    """A scheduler whose jobs run until cancelled."""
+    with LocalScheduler(job_duration=600).run_in_thread() as threaded:
+        yield threaded
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_a_vqe_cancels_the_remote_job(slow: ThreadedScheduler) -> None:
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "vqe_interrupted.py"), slow.base_url, slow.token],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        scheduler = slow.scheduler
+
+        async def running() -> None:
+            with anyio.fail_after(60):
+                await scheduler.wait_until(
+                    lambda: any(job.status == "RUNNING" for job in scheduler.jobs())
+                )
+
+        slow.call(running)
+        os.kill(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    assert process.returncode == 3, err
+    assert out == "cancelled: DiviExecutionCancelledError\n"
+    [job] = slow.jobs()
+    assert slow.wait_for_status(job.id).status == "CANCELLED"
