@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -40,3 +43,15 @@ def test_pipeline_reports_every_job() -> None:
     assert len(lines) == 20
     assert sorted(int(line.split("-")[0].removeprefix("job")) for line in lines) == list(range(20))
     assert all("counts of 1 per step" in line for line in lines)
+
+
+def test_divi_vqe_and_qaoa_run_on_asyncjob() -> None:
+    pytest.importorskip("divi")
+    pytest.importorskip("qiskit_aer")
+    out = run_example("divi_vqe.py")
+    energy = re.search(r"H2 ground-state energy (-[0-9.]+) Ha", out)
+    assert energy is not None, out
+    assert abs(float(energy.group(1)) - -1.136189) < 0.01
+    cut = re.search(r"expected cut ([0-9.]+)", out)
+    assert cut is not None and 3 < float(cut.group(1)) <= 6, out  # a random cut expects 3
+    assert re.search(r"most probable bitstring [01]{6}\n", out), out
