@@ -196,3 +196,16 @@ async def test_readme_async_example_runs_as_printed(scheduler: LocalScheduler) -
     namespace: dict[str, object] = {}
     exec(compile(block.group(1), "README.md", "exec"), namespace)
     await namespace["main"](scheduler.base_url, scheduler.token)  # type: ignore[operator]
+
+
+def test_readme_divi_example_runs_as_printed() -> None:
+    pytest.importorskip("divi")
+    pytest.importorskip("qiskit_aer")
+    text = README.read_text()
+    block = re.search(r"## Compatibility with qoro-divi\n\n.*?```python\n(.*?)```", text, re.S)
+    assert block is not None
+    with LocalScheduler(executor="aer").run_in_thread() as scheduler:
+        namespace: dict[str, object] = {"base_url": scheduler.base_url, "token": scheduler.token}
+        exec(compile(block.group(1), "README.md", "exec"), namespace)
+        assert all(job.status == "COMPLETED" for job in scheduler.jobs())
+        assert len(scheduler.jobs()) > 1

@@ -1,12 +1,9 @@
 """An unmodified qoro-divi `QoroService` against the local scheduler.
 
-Skipped unless `divi` is importable. divi hard-codes its API URL in the module
-constant ``divi.backends.runners._qoro.API_URL``; the test points it at the
-local scheduler with monkeypatch (divi's code itself is untouched). To run::
-
-    /work/divi-venv/bin/python -m pytest tests/local/test_divi_compat.py
-
-(in a venv with qoro-divi plus asyncjob's dependencies and pytest-asyncio).
+Skipped unless `divi` is importable (the `test` extra installs it). divi
+hard-codes its API URL in the module constant
+``divi.backends.runners._qoro.API_URL``; the test points it at the local
+scheduler with monkeypatch (divi's code itself is untouched).
 """
 
 from __future__ import annotations
