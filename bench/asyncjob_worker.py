@@ -20,13 +20,16 @@ import anyio
 from common import (
     LATENCY,
     TOKEN,
+    VQE_SHOTS,
     Server,
     create_job,
+    h2_vqe,
     make_batch,
     peak_rss,
     rate,
     run_worker,
     small_batch,
+    vqe_run,
 )
 
 from asyncjob import AsyncJobClient, ExecutionCancelledError, JobBackend, JobStatus
@@ -245,7 +248,30 @@ def rss(params: dict[str, Any]) -> dict[str, Any]:
     return peak_rss(decode_result, params["histograms"])
 
 
+# --------------------------------------------------------------------------- 7. divi VQE
+
+
+def divi_vqe(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """A divi VQE (sampling) on `asyncjob.divi.DiviBackend`, one fresh scheduler per run."""
+    from asyncjob.divi import DiviBackend
+
+    runs = []
+    for _ in range(params["repeats"]):
+        with Server(params["python"], latency=LATENCY) as server:
+            backend = DiviBackend(
+                server.base_url,
+                TOKEN,
+                shots=VQE_SHOTS,
+                supports_expval=False,
+                polling_interval=POLLING_INTERVAL,
+            )
+            with backend:
+                runs.append(vqe_run(h2_vqe(backend, params["iterations"]), server))
+    return runs
+
+
 WORKLOADS = {
+    "divi_vqe": divi_vqe,
     "submit": submit,
     "results": results,
     "many_jobs": many_jobs,

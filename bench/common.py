@@ -57,6 +57,50 @@ H2_TERMS: list[tuple[str, list[int], float]] = [
 """The 4-qubit H2 Hamiltonian at 0.74 Å (STO-3G, Jordan-Wigner) as
 `SparsePauliOp.from_sparse_list` terms: a constant and 14 Pauli terms."""
 
+VQE_SHOTS = 1000
+
+
+def h2_vqe(backend: Any, iterations: int) -> Any:
+    """The benchmark's divi VQE: H2, Hartree-Fock ansatz, COBYLA, sampling on `backend`.
+
+    Imports divi (only the workers that run this workload have it).
+    """
+    from divi.qprog import VQE, HartreeFockAnsatz, ScipyMethod, ScipyOptimizer
+    from divi.qprog.problems import HamiltonianProblem
+    from qiskit.quantum_info import SparsePauliOp
+
+    return VQE(
+        HamiltonianProblem(SparsePauliOp.from_sparse_list(H2_TERMS, num_qubits=4), n_electrons=2),
+        ansatz=HartreeFockAnsatz(),
+        optimizer=ScipyOptimizer(ScipyMethod.COBYLA),
+        max_iterations=iterations,
+        seed=1,
+        backend=backend,
+    )
+
+
+def vqe_run(vqe: Any, server: Server) -> dict[str, Any]:
+    """Run `vqe` (its backend already built) and report time, requests and bytes of the run.
+
+    Requests the backend's constructor made (divi's fetches the target lists)
+    are left out: `server` was started for this run alone.
+    """
+    start = time.perf_counter()
+    vqe.run()
+    elapsed = time.perf_counter() - start
+    report = server.stop()
+    by = report["requests_by_endpoint"]
+    setup = by.get("qpusystem", 0) + by.get("simulatorcluster", 0)
+    return {
+        "time": elapsed,
+        "requests": report["requests_total"] - setup,
+        "bytes": report["bytes_received"],
+        "circuits": vqe.total_circuit_count,
+        "energy": float(vqe.best_loss),
+        "requests_by_endpoint": by,
+    }
+
+
 ONE_QUBIT = ("h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx")
 ROTATIONS = ("rx", "ry", "rz")
 TWO_QUBIT = ("cx", "cz", "swap")

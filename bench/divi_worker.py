@@ -21,13 +21,16 @@ from typing import Any
 from common import (
     LATENCY,
     TOKEN,
+    VQE_SHOTS,
     Server,
     create_job,
+    h2_vqe,
     make_batch,
     peak_rss,
     rate,
     run_worker,
     small_batch,
+    vqe_run,
 )
 from divi.backends import ExecutionResult, JobConfig, QoroService
 from divi.backends._results_processing import _decode_histogram_b64
@@ -206,7 +209,31 @@ def rss(params: dict[str, Any]) -> dict[str, Any]:
     return peak_rss(_decode_histogram_b64, params["histograms"])
 
 
+# --------------------------------------------------------------------------- 7. divi VQE
+
+
+def divi_vqe(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The same VQE on divi's own `QoroService` (sampling), one fresh scheduler per run."""
+    runs = []
+    for _ in range(params["repeats"]):
+        with Server(params["python"], latency=LATENCY) as server:
+            _qoro.API_URL = server.base_url.rstrip("/")
+            svc = QoroService(
+                auth_token=TOKEN,
+                job_config=JobConfig(
+                    simulator_cluster="qoro_maestro",
+                    tag="bench",
+                    shots=VQE_SHOTS,
+                    force_sampling=True,
+                ),
+                polling_interval=POLLING_INTERVAL,
+            )
+            runs.append(vqe_run(h2_vqe(svc, params["iterations"]), server))
+    return runs
+
+
 WORKLOADS = {
+    "divi_vqe": divi_vqe,
     "submit": submit,
     "results": results,
     "many_jobs": many_jobs,

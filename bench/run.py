@@ -49,6 +49,7 @@ def plan(quick: bool) -> dict[str, Any]:
             "cancel": {"asyncjob": 10, "divi": 3},
             "cpu": {"repeats": 3, "circuits": 500, "full_circuits": 20, "divi_circuits": 50},
             "histograms": 1000,
+            "divi_vqe": {"repeats": 1, "iterations": 3},
         }
     return {
         "sizes": [100, 1000, 5000],
@@ -58,6 +59,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "cancel": {"asyncjob": 40, "divi": 3},
         "cpu": {"repeats": 3, "circuits": 2000, "full_circuits": 60, "divi_circuits": 200},
         "histograms": 5000,
+        "divi_vqe": {"repeats": 3, "iterations": 10},
     }
 
 
@@ -438,6 +440,10 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         )
     )
 
+    # 6. a divi VQE
+    if "divi_vqe" in a and "divi_vqe" in d:
+        lines += divi_vqe_section(a["divi_vqe"], d["divi_vqe"], p["divi_vqe"], rows)
+
     if baseline is not None:
         lines += before_after(baseline, data)
 
@@ -454,6 +460,71 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
     ]
     insert_at = lines.index("## 1. Submit: random 10-qubit circuits of 120 gates")
     return "\n".join(lines[:insert_at] + summary_lines + lines[insert_at:]) + "\n"
+
+
+def divi_vqe_section(
+    a: list[dict[str, Any]],
+    d: list[dict[str, Any]],
+    plan: dict[str, Any],
+    rows: list[tuple[str, str, str, str, str]],
+) -> list[str]:
+    """The divi VQE: the same program on asyncjob's `DiviBackend` and on divi's `QoroService`."""
+    figures = {
+        "wall time of `vqe.run()`": ([r["time"] for r in a], [r["time"] for r in d], "s"),
+        "HTTP requests": (
+            [float(r["requests"]) for r in a],
+            [float(r["requests"]) for r in d],
+            "",
+        ),
+        "bytes sent (request bodies)": (
+            [float(r["bytes"]) for r in a],
+            [float(r["bytes"]) for r in d],
+            "B",
+        ),
+    }
+    lines = [
+        "## 6. A divi VQE on each client",
+        "",
+        f"The same qoro-divi 0.15.1 VQE (H2, 4 qubits, Hartree-Fock ansatz, COBYLA, "
+        f"{plan['iterations']} iterations, sampling mode with 1,000 shots: 5 measurement groups "
+        "per evaluation) run with `backend=asyncjob.divi.DiviBackend(...)` (asyncjob venv) and "
+        "with divi's `QoroService` (divi venv), each against a fresh scheduler with 50 ms "
+        f"latency, polling interval {POLLING_INTERVAL} s on both. Both send divi's parametric "
+        "payloads: `QoroService` one template chunk per circuit, `DiviBackend` (default "
+        '`parametric="auto"`) binds them with the server\'s substitution into one chunk, so '
+        "the sampler executor sees the same circuits and both runs take the same path (same "
+        "circuits, same energies). Requests exclude `QoroService`'s two constructor requests.",
+        "",
+        "| | asyncjob | divi | asyncjob/divi |",
+        "| --- | --- | --- | ---: |",
+    ]
+    for name, (av, dv, unit) in figures.items():
+        digits = 4 if unit == "s" else 6
+        lines.append(
+            f"| {name} | {fmt(av, unit, digits=digits)} | {fmt(dv, unit, digits=digits)} | "
+            f"{ratio(av, dv):.3f} |"
+        )
+    lines += [
+        f"| circuits | {a[0]['circuits']} | {d[0]['circuits']} | - |",
+        f"| best energy (synthetic counts: not physics) | {a[0]['energy']:.6f} | "
+        f"{d[0]['energy']:.6f} | - |",
+        "",
+        f"Requests by endpoint (last run): asyncjob "
+        f"{json.dumps(a[-1]['requests_by_endpoint'], sort_keys=True)}; divi "
+        f"{json.dumps(d[-1]['requests_by_endpoint'], sort_keys=True)}.",
+        "",
+    ]
+    at, dt = figures["wall time of `vqe.run()`"][:2]
+    rows.append(
+        (
+            f"divi VQE, {plan['iterations']} iterations (sampling)",
+            f"{statistics.median(at):.2f} s",
+            f"{statistics.median(dt):.2f} s",
+            f"{ratio(at, dt):.3f}",
+            "<= 0.5",
+        )
+    )
+    return lines
 
 
 def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -582,6 +653,7 @@ def main() -> None:
         "many_jobs": {**p["many_jobs"], "job_duration": JOB_DURATION},
         "cancel": {"hang_time": HANG_TIME_CAP},
         "cpu": {**cp, "seed": 77, "histograms": str(histograms)},
+        "divi_vqe": p["divi_vqe"],
     }
     only = set(args.only.split(",")) if args.only else set(workloads) | {"rss"}
     sides = (("asyncjob", me, ASYNCJOB_WORKER), ("divi", divi, DIVI_WORKER))
