@@ -45,9 +45,10 @@ from ._errors import (
 from ._histogram import decode_result
 from ._journal import Journal, PendingChunk
 from ._models import ExecutionResult, JobStatus, Response
-from ._parametric import check_pieces, template_bodies
+from ._parametric import check_pieces
 from ._secrets import scrub
 from ._sender import Sender, default_transport, job_path
+from ._template_chunks import template_bodies
 from ._transport import AsyncTransport
 
 __all__ = ["AsyncJobClient", "JobOutcome"]
