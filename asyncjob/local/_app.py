@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import random
 import re
 import secrets
@@ -149,8 +150,12 @@ def _resolve_template(template: str, names: list[str], values: list[object], lab
         )
     numbers: list[float] = []
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _BadRequest(f"parameter set {label!r}: value {value!r} is not a number")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise _BadRequest(f"parameter set {label!r}: value {value!r} is not a finite number")
         numbers.append(float(value))
     return bind_template(template, names, numbers)
 
@@ -446,7 +451,9 @@ class _App:
         finalized = finalized in ("true", True)
 
         packed = self._packed_circuits(body)
-        templated = self._template_circuits(body) if packed is None else {}
+        templated = {}
+        if packed is None:  # bound off the event loop: a chunk may hold thousands of rows
+            templated = await anyio.to_thread.run_sync(self._template_circuits, body)
         labels = list(packed or templated)
         duplicates = sorted(set(labels) & job.labels)
         if duplicates:
@@ -487,7 +494,10 @@ class _App:
             circuits = await self.s._decoder.decode(packed)
         else:
             circuits = templated
-            await anyio.to_thread.run_sync(check_sources, circuits)
+            # The rows differ from the first only in the finite numbers put in for the
+            # parameters, so checking the first circuit checks them all.
+            head = next(iter(circuits))
+            await anyio.to_thread.run_sync(check_sources, {head: circuits[head]})
 
         # The circuits were checked off the event loop: re-check what may have changed.
         if store.get(job.id) is not job:

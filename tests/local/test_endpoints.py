@@ -562,6 +562,35 @@ async def test_parametric_chunks_like_divi_sends(
     assert all(sum(decode_result(r["results"]).values()) == 50 for r in results)
 
 
+@pytest.mark.parametrize(
+    ("template", "values", "reason"),
+    [
+        ("rx(theta) q[0];", [float("nan")], "not a finite number"),
+        ("rx(theta) q[0];", [float("inf")], "not a finite number"),
+        ("rx(theta) q[0];", ["0.5"], "not a finite number"),
+        ("rx(theta) q[0];", [0.5, 1.0], "values for 1 parameters"),
+        ("rx(theta, 2) q[0];", [0.5], "p0"),  # the template itself is invalid
+    ],
+)
+async def test_bad_parametric_chunks(
+    http: aiohttp.ClientSession, template: str, values: list[Any], reason: str
+) -> None:
+    source = f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\n{template}\n'
+    job_id = await new_job(http)
+    body = {
+        "circuit_template": pack(source),
+        "parameter_names": ["theta"],
+        # The bad row comes second: the scheduler checks the first row's circuit only.
+        "parameter_sets": [{"label": "p0", "values": [0.1]}, {"label": "p1", "values": values}],
+        "mode": "append",
+        "finalized": "true",
+        "shots": 50,
+    }
+    async with http.post(f"job/{job_id}/add_circuits/", json=body) as r:
+        assert r.status == 400
+        assert reason in await r.text()
+
+
 # -- cancel/ and DELETE ---------------------------------------------------------------
 
 
