@@ -108,10 +108,11 @@ class DiviBackend(CircuitRunner):  # type: ignore[misc]
     `parametric` sets `resolves_parameters`: with True, divi hands over one
     template per circuit with its parameter matrix, sent as a `ParametricCircuit`
     (the server binds each row) instead of one bound circuit per row; with
-    "auto" (the default) only templates with at least 16 rows are sent so, the
-    others bound here (with the server's substitution) and sent together in one
-    chunk; with False divi binds every circuit itself. The wire protocol carries
-    no seed, so `set_seed` only records it (`seed`).
+    "auto" (the default) templates are sent only when the bound batch would not
+    fit in one chunk (`Limits.chunk_bytes`); below that the rows are bound here
+    (with the server's substitution) and sent as one chunk, a round trip less
+    than a chunk per template. With False divi binds every circuit itself. The
+    wire protocol carries no seed, so `set_seed` only records it (`seed`).
     """
 
     def __init__(
