@@ -41,21 +41,16 @@ are skipped. Programs nested deeper than the parser can recurse are rejected.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import hashlib
-import multiprocessing
-import os
 import re
-import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any, NamedTuple
 
 from ._errors import QasmValidationError
+from ._forksafe import ForkSafeLock
 
 __all__ = ["check_batch", "check_circuit", "circuit_clbits", "circuit_qubits"]
 
@@ -838,7 +833,7 @@ def _fast_check(source: str) -> _Fault | _Unsure | None:
 
 # --------------------------------------------------------------------------- full path
 
-_ANTLR_LOCK = threading.Lock()
+_ANTLR_LOCK = ForkSafeLock()
 
 
 @contextlib.contextmanager
@@ -915,10 +910,7 @@ def _line_column(source: str, pos: int) -> tuple[int, int]:
 
 
 def _verdict_slow(source: str) -> _Verdict:
-    """The full path: openqasm3's grammar, then the semantic checks on its AST.
-
-    Module-level and returning a plain tuple so worker processes can run it.
-    """
+    """The full path: openqasm3's grammar, then the semantic checks on its AST."""
     import openqasm3
 
     try:
@@ -1098,7 +1090,7 @@ class _AstChecker:
 
 _CACHE_SIZE = 4096
 _cache: OrderedDict[bytes, _Verdict] = OrderedDict()
-_cache_lock = threading.Lock()
+_cache_lock = ForkSafeLock()
 _EMPTY_RE = re.compile(_SKIP)
 
 
@@ -1185,93 +1177,20 @@ def check_circuit(label: str, source: str, *, full: bool = False) -> None:
 
 # --------------------------------------------------------------------------- batches
 
-_POOL_THRESHOLD = 64  # more circuits than this needing the full parser go to worker processes
-_pool: ProcessPoolExecutor | None = None
-_pool_lock = threading.Lock()
-_in_worker = False
-_pool_broken = False  # worker processes failed once here: stay in-process from then on
-
-
-def _mark_worker() -> None:
-    global _in_worker
-    _in_worker = True
-
-
-def _cpu_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _get_pool() -> ProcessPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ProcessPoolExecutor(
-                max_workers=min(_cpu_count(), 8),
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_mark_worker,
-            )
-        return _pool
-
-
-def _shutdown_pool() -> None:
-    """Stop the worker processes (registered with atexit; safe to call any time)."""
-    global _pool
-    with _pool_lock:
-        pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-atexit.register(_shutdown_pool)
-
-
-def _slow_in_pool(sources: list[str]) -> dict[str, _Verdict]:
-    global _pool_broken
-    workers = min(_cpu_count(), 8)
-    chunksize = max(1, len(sources) // (workers * 4))
-    try:
-        verdicts = list(_get_pool().map(_verdict_slow, sources, chunksize=chunksize))
-    except (BrokenProcessPool, OSError):  # workers died (or cannot start) in this process
-        _pool_broken = True
-        _shutdown_pool()
-        verdicts = [_verdict_slow(source) for source in sources]
-    return dict(zip(sources, verdicts, strict=True))
-
 
 def check_batch(items: Sequence[tuple[str, str]], *, full: bool = False) -> None:
     """Raise QasmValidationError for the first invalid circuit in batch order.
 
-    Circuits that need the full parser (those before the first fast rejection)
-    are parsed in worker processes when there are many of them.
+    Everything runs in the calling thread: no process is ever started, so a
+    script without an ``if __name__ == "__main__":`` guard is safe.
     """
-    slow: list[str] = []
-    seen: set[str] = set()
     # Verdicts are kept here, not only in the LRU cache: a batch larger than the
     # cache would evict its own first verdicts and be validated twice.
     known: dict[str, _Verdict] = {}
-    for _label, source in items:
-        if source in seen:
-            continue
-        seen.add(source)
-        verdict = _quick(source, full)
-        if verdict is _SLOW:
-            slow.append(source)
-            continue
-        assert verdict is None or isinstance(verdict, tuple)
-        known[source] = verdict
-        if verdict is not None:
-            break  # circuits after the first invalid one do not matter
-    if len(slow) > _POOL_THRESHOLD and _cpu_count() > 1 and not (_in_worker or _pool_broken):
-        pooled = _slow_in_pool(slow)
-        for source, verdict in pooled.items():
-            digest = _precheck(source)[0]
-            assert digest is not None
-            _cache_put(_key(digest, full), verdict)
-        known.update(pooled)
     for label, source in items:
-        _raise(label, known[source] if source in known else _verdict(source, full))
+        if source not in known:
+            known[source] = _verdict(source, full)
+        _raise(label, known[source])
 
 
 # --------------------------------------------------------------------------- register sizes

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing
+import random
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures.process import BrokenProcessPool
 
 import openqasm3
 import pytest
@@ -535,54 +537,46 @@ def test_batch_raises_for_the_first_invalid_circuit_in_order() -> None:
     assert error.label == "fast-bad"
 
 
-def test_batch_in_worker_processes_matches_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    items = [(f"c{i}", source) for i, source in enumerate(SLOW_VALID)]
-    items.insert(3, ("bad", SLOW_INVALID))
-    _qasm._shutdown_pool()
-    expected = batch_error(items)
-    assert expected is not None
-    assert _qasm._pool is None  # small batches stay in-process
-    _qasm._cache.clear()
-    monkeypatch.setattr(_qasm, "_POOL_THRESHOLD", 2)
-    monkeypatch.setattr(_qasm, "_cpu_count", lambda: 2)
+def test_large_batch_starts_no_process_nor_thread() -> None:
+    """Finding 1 of issue 13: a batch of >64 full-parser circuits used to start a
+    spawn pool, which re-ran a script without a main guard."""
+    rng = random.Random(13)
+    header = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
+    items = [
+        (f"c{i}", f"{header}gate g{i} a {{ rz({rng.random()!r}) a; }}\nqubit q;\ng{i} q;\n")
+        for i in range(80)
+    ]
+    threads = set(threading.enumerate())
+    check_batch(items)
+    assert multiprocessing.active_children() == []
+    assert set(threading.enumerate()) <= threads
+
+
+def test_validation_in_a_forked_child_while_a_thread_holds_the_cache_lock() -> None:
+    """A lock held by another thread at fork time is not inherited held."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _qasm._cache_lock, _qasm._ANTLR_LOCK:
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
     try:
-        error = batch_error(items)
-        assert _qasm._pool is not None
-        assert error is not None
-        assert (error.label, error.reason, error.line, error.column, error.token) == (
-            expected.label,
-            expected.reason,
-            expected.line,
-            expected.column,
-            expected.token,
-        )
-        check_batch(items[:3])  # verdicts came back into the cache
+        assert held.wait(10)
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(1) as pool:
+            verdict = pool.apply_async(_child_validates).get(timeout=60)
     finally:
-        _qasm._shutdown_pool()
-    assert _qasm._pool is None
+        release.set()
+        thread.join()
+    assert verdict == "ok"
 
 
-def test_batch_survives_broken_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    class BrokenPool:
-        def map(self, *args: object, **kwargs: object) -> object:
-            raise BrokenProcessPool("a worker died")
-
-    monkeypatch.setattr(_qasm, "_POOL_THRESHOLD", 0)
-    monkeypatch.setattr(_qasm, "_cpu_count", lambda: 2)
-    monkeypatch.setattr(_qasm, "_get_pool", BrokenPool)
-    monkeypatch.setattr(_qasm, "_pool_broken", False)
-    error = batch_error([("ok", SLOW_VALID[0]), ("bad", SLOW_INVALID)])
-    assert error is not None
-    assert error.label == "bad"
-    assert _qasm._pool_broken  # later batches stay in-process
-
-
-def test_batch_inside_a_worker_stays_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_qasm, "_POOL_THRESHOLD", 0)
-    monkeypatch.setattr(_qasm, "_cpu_count", lambda: 2)
-    monkeypatch.setattr(_qasm, "_in_worker", True)
-    check_batch([(f"c{i}", source) for i, source in enumerate(SLOW_VALID[:2])])
-    assert _qasm._pool is None
+def _child_validates() -> str:
+    check_circuit("c", "OPENQASM 3.0;\ngate g a { U(0, 0, 0) a; }\nqubit q;\ng q;\n", full=True)
+    return "ok"
 
 
 # --------------------------------------------------------------------------- sizes

@@ -1,0 +1,40 @@
+"""Locks a forked child gets afresh, by a PID check on use (nothing registered at fork).
+
+A `threading.Lock` held by another thread when the process forks stays held
+forever in the child, since that thread does not exist there.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import TracebackType
+
+__all__ = ["ForkSafeLock"]
+
+
+class ForkSafeLock:
+    """A mutex, replaced by a new one the first time it is used in a forked child."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, threading.Lock] = {os.getpid(): threading.Lock()}
+
+    def _lock(self) -> threading.Lock:
+        pid = os.getpid()
+        lock = self._locks.get(pid)
+        if lock is None:  # a forked child: setdefault picks one lock for all its threads
+            lock = self._locks.setdefault(pid, threading.Lock())
+            for other in [p for p in self._locks if p != pid]:
+                self._locks.pop(other, None)
+        return lock
+
+    def __enter__(self) -> None:
+        self._lock().acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._lock().release()
