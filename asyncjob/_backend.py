@@ -6,6 +6,10 @@ every thread, shares one connection pool. A calling thread never blocks inside
 the loop: it waits for its call's future in short slices, runs the callbacks the
 call forwards to it, and watches its `threading.Event`; when the event is set (or
 Ctrl+C lands) it cancels the call's cancel scope and waits for the call's cleanup.
+
+A backend inherited across `fork()` leaves the parent's loop alone (its thread
+does not exist in the child) and starts its own on first use, detected by PID.
+Every wait on the loop thread checks that the thread is alive.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import os
 import queue
 import threading
 import weakref
@@ -27,7 +32,8 @@ from anyio.from_thread import start_blocking_portal
 
 from ._client import AsyncJobClient
 from ._config import ClientConfig
-from ._errors import AsyncJobError, ExecutionCancelledError
+from ._errors import AsyncJobError, EventLoopError, ExecutionCancelledError
+from ._forksafe import ForkSafeLock, abandon
 from ._journal import Journal
 from ._models import ExecutionResult, JobStatus, Response
 
@@ -40,6 +46,9 @@ P = ParamSpec("P")
 
 _SLICE = 0.02
 """Seconds between two looks at a caller's cancellation event (well inside 100 ms)."""
+
+_LIVENESS = 0.5
+"""Seconds between two checks that the loop thread is alive, while waiting without an event."""
 
 _Inbox: TypeAlias = queue.SimpleQueue[Callable[[], None] | None]
 """Callbacks forwarded from the loop to the calling thread; None means the call is done."""
@@ -74,14 +83,28 @@ class _Loop:
         with contextlib.ExitStack() as stack:
             self.portal = stack.enter_context(start_blocking_portal(name="asyncjob-loop"))
             self.thread = self.portal.call(threading.current_thread)
+            self.pid = os.getpid()
             self.client = AsyncJobClient.from_config(config)
             self.portal.call(self.client.__aenter__)
             self._tasks: set[_Task] = set()
             self._idle: anyio.Event | None = None  # set once closing, when no call is left
             self._stack = stack.pop_all()
 
+    @property
+    def inherited(self) -> bool:
+        """True in a forked child: the loop's thread lives only in the parent process."""
+        return self.pid != os.getpid()
+
+    def check_alive(self) -> None:
+        """Raise `EventLoopError` if the loop thread is gone (a wait on it would never end)."""
+        if self.inherited or not self.thread.is_alive():
+            raise EventLoopError(
+                "the backend's event loop thread has stopped; create a new JobBackend"
+            )
+
     def start(self, task: _Task, func: Callable[[AsyncJobClient], Awaitable[T]]) -> Future[T]:
         """Start `func(client)` on the loop as `task`."""
+        self.check_alive()
         return self.portal.start_task_soon(self._run, task, func)
 
     async def _run(self, task: _Task, func: Callable[[AsyncJobClient], Awaitable[T]]) -> T:
@@ -97,13 +120,18 @@ class _Loop:
 
     def cancel(self, task: _Task, future: Future[Any] | None, reason: str) -> None:
         """From a calling thread: cancel `task` and wait until its cleanup has run."""
+        if self.inherited or not self.thread.is_alive():
+            return  # nothing runs on a loop that is gone
         with contextlib.suppress(RuntimeError):  # the portal has stopped: nothing is running
             self.portal.call(task.cancel, reason)
-        if future is not None:
-            concurrent.futures.wait([future])
+        while future is not None and not future.done() and self.thread.is_alive():
+            concurrent.futures.wait([future], timeout=_LIVENESS)
 
     def close(self) -> None:
         """Cancel the calls still running, close the client, stop the loop, join its thread."""
+        if self.inherited:  # a forked child: the parent's loop is not ours to stop
+            abandon(self)
+            return
         if threading.current_thread() is self.thread:  # the GC ran our finalizer on the loop
             threading.Thread(target=self.close, name="asyncjob-close", daemon=True).start()
             return
@@ -148,7 +176,7 @@ class JobBackend:
 
     def _setup(self, config: ClientConfig) -> None:
         self._config = config
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self._loop: _Loop | None = None
         self._finalizer: weakref.finalize[[], JobBackend] | None = None
         self._closed = False
@@ -294,6 +322,12 @@ class JobBackend:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self!r} is closed")
+            if self._loop is not None and self._loop.inherited:
+                # Forked: the loop thread is the parent's. Start one for this process.
+                if self._finalizer is not None:
+                    self._finalizer.detach()
+                abandon(self._loop)
+                self._loop = None
             if self._loop is None:
                 self._loop = _Loop(self._config)
                 self._finalizer = weakref.finalize(self, self._loop.close)
@@ -323,12 +357,12 @@ class JobBackend:
         try:
             future = loop.start(task, func)
             future.add_done_callback(lambda _: inbox.put(None))
-            finished = _wait(inbox, event)
+            finished = _wait(inbox, event, loop)
         except BaseException as exc:
             loop.cancel(task, future, f"{what} interrupted")
             if on_interrupt is not None and isinstance(exc, KeyboardInterrupt):
                 return on_interrupt()
-            if future is None and isinstance(exc, RuntimeError):
+            if future is None and type(exc) is RuntimeError:  # the portal had stopped
                 raise RuntimeError(f"{self!r} is closed") from None
             raise
         if not finished:
@@ -359,12 +393,16 @@ def _in_caller_thread(
     return forward
 
 
-def _wait(inbox: _Inbox, event: threading.Event | None) -> bool:
-    """Run forwarded callbacks until the call is done (True) or `event` is set (False)."""
+def _wait(inbox: _Inbox, event: threading.Event | None, loop: _Loop) -> bool:
+    """Run forwarded callbacks until the call is done (True) or `event` is set (False).
+
+    Raises `EventLoopError` if the loop thread dies meanwhile.
+    """
     while event is None or not event.is_set():
         try:
-            callback = inbox.get(timeout=None if event is None else _SLICE)
+            callback = inbox.get(timeout=_LIVENESS if event is None else _SLICE)
         except queue.Empty:
+            loop.check_alive()
             continue
         if callback is None:
             return True

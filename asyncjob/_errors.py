@@ -16,6 +16,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ConnectionFailedError",
+    "EventLoopError",
     "ExecutionCancelledError",
     "HTTPStatusError",
     "JobFailedError",
@@ -45,6 +46,10 @@ class ClientClosedError(AsyncJobError, RuntimeError):
 
 class ExecutionCancelledError(AsyncJobError):
     """A cancellation event (or Ctrl+C) stopped the operation."""
+
+
+class EventLoopError(AsyncJobError, RuntimeError):
+    """The event loop a client or backend runs on is gone, or is another thread's."""
 
 
 class QasmValidationError(AsyncJobError, ValueError):

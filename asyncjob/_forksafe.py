@@ -10,7 +10,7 @@ import os
 import threading
 from types import TracebackType
 
-__all__ = ["ForkSafeLock"]
+__all__ = ["ForkSafeLock", "abandon"]
 
 
 class ForkSafeLock:
@@ -38,3 +38,16 @@ class ForkSafeLock:
         tb: TracebackType | None,
     ) -> None:
         self._lock().release()
+
+
+_abandoned: list[object] = []
+
+
+def abandon(obj: object) -> None:
+    """Keep `obj` (inherited from the parent process) alive, and never close it here.
+
+    Collecting an inherited aiohttp connector would close its sockets through
+    the parent's epoll instance, which a forked child shares: the parent would
+    stop hearing from those connections.
+    """
+    _abandoned.append(obj)

@@ -10,9 +10,11 @@ above the transport, so they behave the same whatever the transport is.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,7 +24,8 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._errors import ClientClosedError, ConnectionFailedError, ProtocolError
+from ._errors import ClientClosedError, ConnectionFailedError, EventLoopError, ProtocolError
+from ._forksafe import abandon
 from ._models import Response
 
 __all__ = ["AiohttpTransport", "AsyncTransport", "MockTransport", "Request"]
@@ -115,7 +118,9 @@ class MockTransport(AsyncTransport):
 class AiohttpTransport(AsyncTransport):
     """HTTP over aiohttp: one session and connection pool, TLS verified by default.
 
-    The session is created on first use, inside the running event loop.
+    The session is created on first use, inside the running event loop. It is
+    bound to that loop: one left by an earlier loop (another `asyncio.run()`),
+    or by the parent of a forked process, is replaced by a fresh one.
     Redirects are never followed (the token must not travel to another host)
     and a body over `max_response_bytes` is refused before it fills memory.
     """
@@ -133,6 +138,8 @@ class AiohttpTransport(AsyncTransport):
         self._connect_timeout = connect_timeout
         self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._pid = os.getpid()
         self._closed = False
 
     @property
@@ -144,16 +151,43 @@ class AiohttpTransport(AsyncTransport):
         """The session, created at first use (inside the running loop, as aiohttp requires)."""
         if self._closed:
             raise ClientClosedError("this AsyncJobClient is closed; create a new one")
+        self._retire_foreign_session()
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._verify_tls)
             self._session = aiohttp.ClientSession(
                 connector=connector, raise_for_status=False, trust_env=False
             )
+            self._session_loop = asyncio.get_running_loop()
+            self._pid = os.getpid()
         return self._session
+
+    def _retire_foreign_session(self) -> None:
+        """Drop the session if it belongs to another process or to another event loop.
+
+        A session of a live loop in another thread is still in use there: that is
+        an `EventLoopError`, not something to take away from under it.
+        """
+        session, loop = self._session, self._session_loop
+        if session is None or loop is None:
+            return
+        if self._pid != os.getpid():  # forked: the connections are the parent's
+            abandon(session)
+        elif loop is asyncio.get_running_loop():
+            return
+        elif loop.is_running():
+            raise EventLoopError(
+                "this AsyncJobClient is in use on another running event loop; create one "
+                "client per event loop (or share a JobBackend between threads)"
+            )
+        else:  # a loop that has finished (another asyncio.run()): let its connections go
+            _drop(session)
+        self._session = self._session_loop = None
 
     async def aclose(self) -> None:
         """Close the session and its pool; the transport refuses requests from then on."""
         self._closed = True
+        with contextlib.suppress(EventLoopError):
+            self._retire_foreign_session()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -162,21 +196,16 @@ class AiohttpTransport(AsyncTransport):
         session = self._session
         if session is None or session.closed:
             return
+        if self._pid != os.getpid():  # inherited across fork: the parent's to close
+            abandon(session)
+            return
         _warn(
             "an AsyncJobClient was garbage-collected without being closed; use "
             "`async with AsyncJobClient(...)` or `await client.aclose()`",
             ResourceWarning,
             source=self,
         )
-        # The loop may be closed, or another thread's: nothing is awaited here.
-        # The session lets go of its pool, whose connections are dropped (what
-        # aiohttp's own finalizer would do), without aiohttp's anonymous warning.
-        connector = session.connector
-        session.detach()
-        close = getattr(connector, "_close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                close()
+        _drop(session)
 
     async def handle_request(self, request: Request) -> Response:
         session = self._open()
@@ -238,3 +267,17 @@ class AiohttpTransport(AsyncTransport):
                 raise ProtocolError(f"{method} {path}: response is over the {cap}-byte limit")
             chunks.append(chunk)
         return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _drop(session: aiohttp.ClientSession) -> None:
+    """Let go of a session whose loop may be closed or another thread's; nothing is awaited.
+
+    The session lets go of its pool, whose connections are dropped (what
+    aiohttp's own finalizer would do), without aiohttp's anonymous warning.
+    """
+    connector = session.connector
+    session.detach()
+    close = getattr(connector, "_close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()

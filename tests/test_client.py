@@ -645,6 +645,33 @@ async def test_next_link_to_another_host_is_refused(client: AsyncJobClient) -> N
 
 
 @pytest.mark.parametrize(
+    "link",
+    [
+        "https://alias.example/api/job/j1/resultsV2/?offset=1",  # another name of the server
+        BASE.replace("http://", "https://") + "job/j1/resultsV2/?offset=1",  # other scheme
+    ],
+)
+async def test_next_link_is_not_checked_when_count_pages_by_offset(
+    client: AsyncJobClient, link: str
+) -> None:
+    """Finding 7 of issue 13: with `count` known the link is never followed."""
+    with aioresponses() as m:
+        m.get(
+            results_url(),
+            payload={"count": 2, "next": link, "results": [histogram_entry("a", {"0": 1})]},
+        )
+        m.get(
+            results_url(offset=1, limit=1),  # the first page's length sets the page size
+            payload={"count": 2, "next": None, "results": [histogram_entry("b", {"1": 2})]},
+        )
+        result = await client.get_job_results("j1")
+    assert result.results == [
+        {"label": "a", "results": {"0": 1}},
+        {"label": "b", "results": {"1": 2}},
+    ]
+
+
+@pytest.mark.parametrize(
     ("returned", "message"),
     [(["a"], "missing"), (["a", "b", "z"], "unknown"), (["a", "a", "b"], "twice")],
 )
