@@ -1,0 +1,49 @@
+"""Worker functions of the embedding tests: importable, so that spawned processes,
+process pools and Dask workers can run them by reference."""
+
+from __future__ import annotations
+
+from asyncjob import JobBackend
+
+SHOTS = 200
+
+BACKEND: JobBackend | None = None
+"""A module-global backend, set in the parent before forking (the usual pool pattern)."""
+
+
+def circuit(index: int) -> str:
+    """The circuit of job `index`: distinct text, so the sampler gives each its own counts."""
+    return (
+        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
+        f"rx({index / 10}) q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
+    )
+
+
+def label(index: int) -> str:
+    return f"job{index}"
+
+
+def run_job(backend: JobBackend, index: int) -> tuple[int, dict[str, int]]:
+    """Run job `index` on a backend of its own (a pickled copy) and close it."""
+    with backend:
+        return _run(backend, index)
+
+
+def run_with_global(index: int) -> tuple[int, dict[str, int]]:
+    """Run job `index` on the module-global backend inherited from the parent."""
+    assert BACKEND is not None
+    return _run(BACKEND, index)
+
+
+def fresh_backend_job(base_url: str, token: str, index: int) -> tuple[int, dict[str, int]]:
+    """Run job `index` on a backend created here, in the child."""
+    with JobBackend(base_url, token, shots=SHOTS, polling_interval=0.01) as backend:
+        return _run(backend, index)
+
+
+def _run(backend: JobBackend, index: int) -> tuple[int, dict[str, int]]:
+    result = backend.run({label(index): circuit(index)})
+    assert result.results is not None
+    (entry,) = result.results
+    assert entry["label"] == label(index)
+    return index, dict(entry["results"])
