@@ -40,14 +40,22 @@ class ForkSafeLock:
         self._lock().release()
 
 
-_abandoned: list[object] = []
-
-
 def abandon(obj: object) -> None:
-    """Keep `obj` (inherited from the parent process) alive, and never close it here.
+    """Keep `obj` (inherited from the parent process) alive for good, and never close it here.
 
-    Collecting an inherited aiohttp connector would close its sockets through
-    the parent's epoll instance, which a forked child shares: the parent would
-    stop hearing from those connections.
+    Finalizing inherited event-loop objects in a forked child, even at interpreter
+    shutdown, does harm: an aiohttp connector's finalizer closes its sockets
+    through the epoll instance the child shares with the parent (the parent
+    stops hearing from those connections), and an anyio portal's waits on the
+    parent's loop thread, which is not in the child. So the object gets a
+    reference that is never released.
     """
-    _abandoned.append(obj)
+    try:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+    except (ImportError, AttributeError):  # no ctypes (or not CPython): best effort
+        _abandoned.append(obj)
+
+
+_abandoned: list[object] = []

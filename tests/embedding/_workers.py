@@ -24,9 +24,9 @@ def label(index: int) -> str:
 
 
 def run_job(backend: JobBackend, index: int) -> tuple[int, dict[str, int]]:
-    """Run job `index` on a backend of its own (a pickled copy) and close it."""
-    with backend:
-        return _run(backend, index)
+    """Run job `index` on `backend`, a pickled copy (several tasks may share one copy;
+    it is closed when it is garbage-collected)."""
+    return _run(backend, index)
 
 
 def run_with_global(index: int) -> tuple[int, dict[str, int]]:

@@ -69,9 +69,9 @@ def test_fresh_backend_in_a_forked_child_after_a_large_validation(
         [(f"c{i}", f"{header}gate g{i} a {{ h a; }}\nqubit q;\ng{i} q;\n") for i in range(80)]
     )
     with multiprocessing.get_context("fork").Pool(1) as pool:
-        child = pool.apply_async(
-            _workers.fresh_backend_job, (scheduler.base_url, TOKEN, 0)
-        ).get(timeout=WAIT)
+        child = pool.apply_async(_workers.fresh_backend_job, (scheduler.base_url, TOKEN, 0)).get(
+            timeout=WAIT
+        )
     assert child == (0, expected[0])
     check_server(scheduler, 1)
 
