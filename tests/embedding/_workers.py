@@ -47,3 +47,21 @@ def _run(backend: JobBackend, index: int) -> tuple[int, dict[str, int]]:
     (entry,) = result.results
     assert entry["label"] == label(index)
     return index, dict(entry["results"])
+
+
+def gate_circuits(count: int, gate: str = "g") -> dict[str, str]:
+    """OpenQASM 3 circuits that define a gate: only the full parser can validate them."""
+    header = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
+    return {
+        f"g{i}": f"{header}gate {gate}{i} a {{ h a; }}\nqubit q;\nbit c;\n{gate}{i} q;\n"
+        "c = measure q;\n"
+        for i in range(count)
+    }
+
+
+def fresh_backend_large_batch(base_url: str, token: str) -> int:
+    """Run a batch of 70 full-parser circuits on a backend created here; its result count."""
+    with JobBackend(base_url, token, polling_interval=0.01) as backend:
+        result = backend.run(gate_circuits(70, "child"))  # not in the parent's cache
+    assert result.results is not None
+    return len(result.results)

@@ -61,19 +61,18 @@ def test_backend_closed_in_a_forked_child_leaves_the_parents_loop_alone(
 
 
 def test_fresh_backend_in_a_forked_child_after_a_large_validation(
-    scheduler: ThreadedScheduler, expected: dict[int, dict[str, int]]
+    scheduler: ThreadedScheduler,
 ) -> None:
-    """Finding 3: the parent's validation pool used to survive fork and hang the child."""
-    header = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
-    check_batch(
-        [(f"c{i}", f"{header}gate g{i} a {{ h a; }}\nqubit q;\ng{i} q;\n") for i in range(80)]
-    )
+    """Finding 3: the validation pool the parent had started survived fork, and a child
+    validating a large batch waited on it forever."""
+    check_batch(list(_workers.gate_circuits(80).items()))
     with multiprocessing.get_context("fork").Pool(1) as pool:
-        child = pool.apply_async(_workers.fresh_backend_job, (scheduler.base_url, TOKEN, 0)).get(
-            timeout=WAIT
-        )
-    assert child == (0, expected[0])
-    check_server(scheduler, 1)
+        child = pool.apply_async(
+            _workers.fresh_backend_large_batch, (scheduler.base_url, TOKEN)
+        ).get(timeout=WAIT)
+    assert child == 70
+    (job,) = scheduler.jobs()
+    assert job.status == "COMPLETED" and len(job.labels) == 70
 
 
 def test_forked_while_another_thread_is_mid_call(
