@@ -57,3 +57,21 @@ def test_threads_and_events(scheduler: ThreadedScheduler) -> None:
 def test_examples_start_their_own_scheduler(script: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("ASYNCJOB_BASE_URL", "ASYNCJOB_TOKEN")}
     assert "started a local scheduler" in run(script, env=env)
+
+
+def test_dask_pipeline(scheduler: ThreadedScheduler) -> None:
+    pytest.importorskip("distributed")
+    out = run("dask_pipeline.py", scheduler.base_url, scheduler.token)
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"theta{i}" for i in range(20)]
+    assert all(line.endswith("of 200 shots gave 1") for line in lines)
+    jobs = scheduler.jobs()
+    assert len(jobs) == 20 and {job.status for job in jobs} == {"COMPLETED"}
+
+
+def test_dask_pipeline_starts_its_own_scheduler() -> None:
+    pytest.importorskip("distributed")
+    env = {k: v for k, v in os.environ.items() if k not in ("ASYNCJOB_BASE_URL", "ASYNCJOB_TOKEN")}
+    out = run("dask_pipeline.py", env=env)
+    assert "started a local scheduler" in out
+    assert out.count("of 200 shots gave 1") == 20
