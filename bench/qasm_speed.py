@@ -2,9 +2,8 @@
 
 Random 10-qubit, ~100-gate OpenQASM 2 and 3 circuits with random angles, through
 the fast path, the full openqasm3 parser (`full=True`) for comparison, and
-`check_batch` with the full parser (worker processes when there are several CPUs,
-wall clock, including starting them). Every check sees a distinct source, so the
-verdict cache never helps.
+`check_batch` with the full parser (in the calling thread; wall clock). Every
+check sees a distinct source, so the verdict cache never helps.
 
     python bench/qasm_speed.py [--circuits N] [--full-circuits M]
 """
@@ -75,7 +74,7 @@ def main() -> None:
         batch = [random_circuit(rng, version) for _ in range(args.full_circuits * 2)]
         print(f"OpenQASM {version}: fast path {rate(fast, full=False):8.0f} circuits/s")
         print(f"OpenQASM {version}: full=True  {rate(slow, full=True):8.0f} circuits/s")
-        start = time.perf_counter()  # wall clock: the work is in worker processes
+        start = time.perf_counter()
         check_batch([(f"b{i}", s) for i, s in enumerate(batch)], full=True)
         elapsed = time.perf_counter() - start
         print(f"OpenQASM {version}: check_batch(full=True) {len(batch) / elapsed:8.0f} circuits/s")
