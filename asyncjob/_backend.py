@@ -132,6 +132,8 @@ class _Loop:
         if self.inherited:  # a forked child: the parent's loop is not ours to stop
             abandon(self)
             return
+        if not self.thread.is_alive():
+            return  # nothing to stop, and nobody to answer a call
         if threading.current_thread() is self.thread:  # the GC ran our finalizer on the loop
             threading.Thread(target=self.close, name="asyncjob-close", daemon=True).start()
             return

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import threading
 
 import pytest
 
-from asyncjob import JobBackend
+from asyncjob import EventLoopError, JobBackend
+from asyncjob._backend import _wait
 from asyncjob._qasm import check_batch
 from asyncjob.local import ThreadedScheduler
 
@@ -101,6 +103,19 @@ def test_forked_while_another_thread_is_mid_call(
         thread.join(WAIT)
     assert not thread.is_alive()
     assert children == [(i, expected[i]) for i in range(4)]
+
+
+def test_a_wait_on_a_loop_thread_that_is_not_there_raises(backend: JobBackend) -> None:
+    """The liveness check behind every wait: a loop whose thread is not in this process
+    (as after fork) is a clear `EventLoopError`, not a wait forever."""
+    loop = backend._running()
+    real_pid = loop.pid
+    loop.pid = -1  # as if inherited: its thread lives in another process
+    try:
+        with pytest.raises(EventLoopError, match="create a new JobBackend"):
+            _wait(queue.SimpleQueue(), None, loop)
+    finally:
+        loop.pid = real_pid
 
 
 def _wait_for_child(pid: int) -> int:
