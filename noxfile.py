@@ -90,3 +90,19 @@ def soak(session: nox.Session) -> None:
     """
     session.install("-e", ".")
     session.run("python", "bench/soak.py", "--out", "bench/reliability.md", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_scale(session: nox.Session) -> None:
+    """asyncjob at scale (issue 16): bench/scale.md and bench/scale.json.
+
+    Submit curve from 100 to 50,000 circuits against the floor, event-loop stalls,
+    5,000 jobs followed with `as_completed`, journal size, histogram decoding next
+    to divi's numba decoder (hence qoro-divi in this venv). Compared with
+    bench/scale_before.json. Arguments go to bench/scale.py, e.g.
+    `nox -s bench_scale -- --quick` (about 2 minutes).
+    """
+    session.install("-e", ".", DIVI)
+    baseline = Path("bench") / "scale_before.json"
+    extra = ["--baseline", str(baseline)] if baseline.exists() else []
+    session.run("python", "bench/scale.py", *extra, *session.posargs)

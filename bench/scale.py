@@ -1,0 +1,370 @@
+"""asyncjob at scale (issue 16): submit curve vs the floor, loop stalls, 5,000 jobs, decoding.
+
+    python bench/scale.py [--quick] [--baseline bench/scale_before.json] [--out DIR]
+
+(`nox -s bench_scale` runs this.) asyncjob only, except the decode rows, which
+time divi's numba decoder in the same process. Every workload runs in a
+`scale_worker.py` subprocess against fresh scheduler subprocesses
+(`server.py`: 50 ms added latency, sampler executor, 2 decode workers).
+Writes `scale.json` and `scale.md`; with `--baseline FILE` (the scale.json of
+an earlier run) the report adds a before/after table. `--from-json FILE`
+only re-renders the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common import BENCH_DIR, DECODE_WORKERS, LATENCY
+from run import machine
+
+WORKER = BENCH_DIR / "scale_worker.py"
+JOB_DURATION = "1,6"
+POLLING_INTERVAL = 0.5
+
+
+def plan(quick: bool) -> dict[str, Any]:
+    """Sizes and repeats of every workload (`--quick`: a smoke run of about 2 minutes)."""
+    if quick:
+        return {
+            "sizes": [100, 1000, 5000],
+            "submit_repeats": {"100": 2, "1000": 2, "5000": 1},
+            "fetch": {"circuits": 5000, "repeats": 1, "n_qubits": 10},
+            "many_jobs": {"jobs": 300, "repeats": 1},
+            "decode": {"repeats": 2, "large": 300, "small": 3000},
+        }
+    return {
+        "sizes": [100, 1000, 10_000, 50_000],
+        "submit_repeats": {"100": 3, "1000": 3, "10000": 3, "50000": 2},
+        "fetch": {"circuits": 50_000, "repeats": 2, "n_qubits": 10},
+        "many_jobs": {"jobs": 5000, "repeats": 1},
+        "decode": {"repeats": 3, "large": 2000, "small": 20_000},
+    }
+
+
+def call(params: dict[str, Any]) -> Any:
+    """Run one workload in a worker subprocess; its progress lines go to our stdout."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), json.dumps(params)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=BENCH_DIR,
+    )
+    assert proc.stdout is not None
+    last = ""
+    for line in proc.stdout:
+        if line.startswith("    "):
+            print(line[:240].rstrip(), flush=True)
+        last = line
+    if proc.wait() != 0:
+        raise RuntimeError(f"scale_worker {params['workload']} failed ({proc.returncode})")
+    print(f"  {params['workload']}: {time.monotonic() - started:.1f} s", flush=True)
+    return json.loads(last)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def med(values: list[float]) -> float:
+    """The median."""
+    return statistics.median(values)
+
+
+def number(x: float, digits: int = 3) -> str:
+    """3 significant digits, or a whole number with thousands separators from 1,000 up."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}g}"
+
+
+def spread(values: list[float], unit: str = "s", scale: float = 1.0, digits: int = 3) -> str:
+    """Median [min-max] (or the single value) of `values` x `scale`, with `unit`."""
+    v = [x * scale for x in values]
+    unit = f" {unit}" if unit else ""
+    if len(v) == 1:
+        return f"{number(v[0], digits)}{unit}"
+    return f"{number(med(v), digits)}{unit} [{number(min(v), digits)}-{number(max(v), digits)}]"
+
+
+def headline(data: dict[str, Any]) -> dict[str, float]:
+    """The figures issue 16 sets goals on, by name (for the before/after table)."""
+    out: dict[str, float] = {}
+    for size, runs in data["submit"].items():
+        n = int(size)
+        out[f"submit {n:,}: time (s)"] = med([r["wall"] for r in runs])
+        out[f"submit {n:,}: time / floor"] = med([r["wall"] / r["floor"] for r in runs])
+        out[f"submit {n:,}: client CPU per circuit (ms)"] = med(
+            [r["cpu"] / n * 1000 for r in runs]
+        )
+        out[f"submit {n:,}: max loop stall (ms)"] = max(r["stall"] for r in runs) * 1000
+        out[f"submit {n:,}: journal on disk (MB per 10,000 circuits)"] = med(
+            [r["journal_bytes"] / 1e6 * 10_000 / n for r in runs]
+        )
+    fetch = data["fetch"]["runs"]
+    n_fetch = data["plan"]["fetch"]["circuits"]
+    out[f"fetch {n_fetch:,}: time (s)"] = med([r["wall"] for r in fetch])
+    out[f"fetch {n_fetch:,}: max loop stall (ms)"] = max(r["stall"] for r in fetch) * 1000
+    jobs = data["plan"]["many_jobs"]["jobs"]
+    for key, name in (("watch", "watch"), ("no_watch", "watch=False")):
+        runs = data["many_jobs"][key]
+        out[f"{jobs:,} jobs ({name}): p95 delay (s)"] = med([r["delays"]["p95"] for r in runs])
+        out[f"{jobs:,} jobs ({name}): client CPU per job, submit (ms)"] = med(
+            [r["submit"]["cpu"] / jobs * 1000 for r in runs]
+        )
+        out[f"{jobs:,} jobs ({name}): client CPU per job, follow (ms)"] = med(
+            [r["follow"]["cpu"] / jobs * 1000 for r in runs]
+        )
+        out[f"{jobs:,} jobs ({name}): max loop stall, submit (ms)"] = (
+            max(r["submit"]["stall"] for r in runs) * 1000
+        )
+        out[f"{jobs:,} jobs ({name}): max loop stall, follow (ms)"] = (
+            max(r["follow"]["stall"] for r in runs) * 1000
+        )
+    for name, d in data["decode"].items():
+        out[f"decode {name}: asyncjob (results/s)"] = med(d["asyncjob"])
+        out[f"decode {name}: asyncjob / divi"] = med(d["asyncjob"]) / med(d["divi"])
+    return out
+
+
+def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    p = data["plan"]
+    lines = [
+        "# asyncjob at scale (issue 16)",
+        "",
+        f"Generated by `bench/scale.py{' --quick' if data['quick'] else ''}` (what "
+        f"`nox -s bench_scale` runs) on {data['date']}, at commit {data['commit']}; "
+        f"the run took {data['duration']:.0f} s.",
+        "",
+        "## Machine",
+        "",
+        *[f"- {k}: {v}" for k, v in data["machine"].items()],
+        f"- load average at end: {data['load_end']}",
+        "- The machine is shared with other work (see the load averages): absolute "
+        "times move by 10-30 % between runs.",
+        "",
+        "## Setup",
+        "",
+        f"- A fresh local scheduler subprocess (`bench/server.py`) per run, on 127.0.0.1, "
+        f"{LATENCY * 1000:.0f} ms added before every answer, sampler executor, "
+        f"{DECODE_WORKERS} decode worker processes; the client in a worker subprocess "
+        "(`bench/scale_worker.py`), default options, journal on in a temporary file.",
+        "- Loop stall: a task on the client's event loop sleeps 5 ms in a loop; the stall "
+        "is the largest gap between two of its wake-ups minus 5 ms (max over the runs).",
+        "- Client CPU: `time.process_time()` of the client process (all its threads) "
+        "during the call.",
+        "",
+        "## 1. Submit: random 10-qubit, 120-gate circuits, validation on",
+        "",
+        "Time from `submit_circuits(...)` to the handle, client constructed beforehand. "
+        "Floor = round trips x 50 ms + the CPU time of gzip (level 6) + base64 of every "
+        "circuit of the same batch, measured in the same process after the run; round "
+        "trips = 2 (`job/init/`, one `add_circuits`) when the batch fits in one request, "
+        "else 3 (init, the chunks, then the final chunk). Journal = bytes on disk of the "
+        "journal file (with its -wal and -shm) after the client is closed. Median "
+        "[min-max] of the repeats; the stall is the max.",
+        "",
+        "| circuits | runs | time | floor | time/floor | client CPU | CPU per circuit "
+        "| scheduler CPU | max loop stall | journal, MB per 10k circuits |",
+        "| ---: | ---: | --- | --- | ---: | --- | ---: | --- | ---: | ---: |",
+    ]
+    for size in p["sizes"]:
+        runs = data["submit"][str(size)]
+        lines.append(
+            f"| {size:,} | {len(runs)} | {spread([r['wall'] for r in runs])} | "
+            f"{spread([r['floor'] for r in runs])} | "
+            f"{med([r['wall'] / r['floor'] for r in runs]):.2f}x | "
+            f"{spread([r['cpu'] for r in runs])} | "
+            f"{med([r['cpu'] / size * 1000 for r in runs]):.2f} ms | "
+            f"{spread([r['server_cpu'] for r in runs])} | "
+            f"{max(r['stall'] for r in runs) * 1000:.0f} ms | "
+            f"{med([r['journal_bytes'] / 1e6 * 10_000 / size for r in runs]):.2f} |"
+        )
+    fp = p["fetch"]
+    fetch = data["fetch"]["runs"]
+    lines += [
+        "",
+        f"## 2. Fetch {fp['circuits']:,} results",
+        "",
+        f"`get_job_results` of a COMPLETED job of {fp['circuits']:,} {fp['n_qubits']}-qubit "
+        "circuits (`h` on every qubit, 1,000 shots: the sampler's histograms), set up "
+        "with plain HTTP; default options, journal off.",
+        "",
+        "| runs | time | client CPU | max loop stall | gaps > 20 ms |",
+        "| ---: | --- | --- | ---: | ---: |",
+        f"| {len(fetch)} | {spread([r['wall'] for r in fetch])} | "
+        f"{spread([r['cpu'] for r in fetch])} | {max(r['stall'] for r in fetch) * 1000:.0f} ms | "
+        f"{max(r['stalls_over_20ms'] for r in fetch):.0f} |",
+        "",
+    ]
+    mj = p["many_jobs"]
+    jobs = mj["jobs"]
+    lines += [
+        f"## 3. {jobs:,} small jobs followed with `as_completed`",
+        "",
+        f"Jobs of 1 or 2 random circuits, all submitted concurrently (one task each, "
+        f"`asyncio.gather`), then followed with `client.as_completed(handles)` "
+        f"(`polling_interval={POLLING_INTERVAL}`). Each job runs for a time drawn "
+        f"uniformly in [{JOB_DURATION.replace(',', ', ')}] s from its finalization, so "
+        "jobs submitted early finish while later ones are still being submitted. "
+        "Delay = results in hand (client `time.monotonic()`) minus the job's finish on "
+        "the scheduler (its `finished_at`, read once when the server stops and moved to "
+        "the monotonic clock). 'Delay after following began' counts jobs that finished "
+        "during the submission from the start of `as_completed`. `watch` = the "
+        "`jobs/watch/` long polls (default); `watch=False` = a status request per job per "
+        "interval.",
+        "",
+        "| | watch | watch=False |",
+        "| --- | --- | --- |",
+    ]
+    w, n = data["many_jobs"]["watch"], data["many_jobs"]["no_watch"]
+
+    def row(name: str, get: Callable[[dict[str, Any]], float], unit: str, scale: float) -> None:
+        lines.append(
+            f"| {name} | {spread([get(r) for r in w], unit, scale)} | "
+            f"{spread([get(r) for r in n], unit, scale)} |"
+        )
+
+    def worst(name: str, get: Callable[[dict[str, Any]], float]) -> None:
+        lines.append(
+            f"| {name} | {max(get(r) for r in w) * 1000:.0f} ms | "
+            f"{max(get(r) for r in n) * 1000:.0f} ms |"
+        )
+
+    row("submit all: time", lambda r: r["submit"]["wall"], "s", 1)
+    row("follow all: time", lambda r: r["follow"]["wall"], "s", 1)
+    row("delay, median", lambda r: r["delays"]["median"], "s", 1)
+    row("delay, p95", lambda r: r["delays"]["p95"], "s", 1)
+    row("delay, max", lambda r: r["delays"]["max"], "s", 1)
+    row("delay after following began, p95", lambda r: r["follow_delays"]["p95"], "s", 1)
+    row("jobs finished before following began", lambda r: r["finished_before_follow"], "", 1)
+    row("client CPU per job, submit", lambda r: r["submit"]["cpu"] / jobs, "ms", 1000)
+    row("client CPU per job, follow", lambda r: r["follow"]["cpu"] / jobs, "ms", 1000)
+    worst("max loop stall, submit", lambda r: r["submit"]["stall"])
+    worst("max loop stall, follow", lambda r: r["follow"]["stall"])
+    row("requests, all", lambda r: r["server"]["requests_total"], "", 1)
+    lines += [
+        "",
+        "Requests by endpoint (last run): watch "
+        f"{json.dumps(w[-1]['server']['requests_by_endpoint'], sort_keys=True)}; "
+        f"watch=False {json.dumps(n[-1]['server']['requests_by_endpoint'], sort_keys=True)}.",
+        "",
+        "## 4. Histogram decoding, asyncjob vs divi's numba decoder",
+        "",
+        "Results/s decoding encoded histograms one by one in one process, both decoders "
+        "warmed first (numba compiles on its first call); divi gets a copy of each "
+        "result (it decodes in place). Median [min-max] of "
+        f"{p['decode']['repeats']} repeats.",
+        "",
+        "| histograms | asyncjob | divi | asyncjob/divi (rate) |",
+        "| --- | --- | --- | ---: |",
+    ]
+    for name, d in data["decode"].items():
+        lines.append(
+            f"| {d['count']:,} x {d['n_bits']}-bit, {d['outcomes']:,} outcomes ({name}) | "
+            f"{spread(d['asyncjob'], '/s')} | {spread(d['divi'], '/s')} | "
+            f"{med(d['asyncjob']) / med(d['divi']):.2f} |"
+        )
+    lines.append("")
+    if baseline is not None:
+        lines += before_after(baseline, data)
+    return "\n".join(lines) + "\n"
+
+
+def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    b, a = headline(before), headline(after)
+    out = [
+        "## Before/after",
+        "",
+        f"Before: {before['date']} at {before['commit']}; after: this run. Same workloads.",
+        "",
+        "| figure | before | after | after/before |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, value in a.items():
+        if name in b:
+            r = value / b[name] if b[name] else float("nan")
+            out.append(f"| {name} | {b[name]:.4g} | {value:.4g} | {r:.3f} |")
+    return [*out, ""]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=BENCH_DIR,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run (~2 minutes)")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR)
+    parser.add_argument("--baseline", type=Path, help="scale.json of an earlier run")
+    parser.add_argument("--from-json", type=Path, help="only re-render a scale.json")
+    parser.add_argument("--only", help="comma-separated workloads (raw JSON only)")
+    args = parser.parse_args()
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    if args.from_json:
+        (args.out / "scale.md").write_text(
+            report(json.loads(args.from_json.read_text()), baseline)
+        )
+        return
+    started = time.monotonic()
+    p = plan(args.quick)
+    data: dict[str, Any] = {
+        "quick": args.quick,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit(),
+        "machine": machine(),
+        "plan": p,
+    }
+    me = sys.executable
+    dp = p["decode"]
+    workloads: dict[str, dict[str, Any]] = {
+        "decode": {
+            "repeats": dp["repeats"],
+            "sizes": {"large": [dp["large"], 20, 1000], "small": [dp["small"], 10, 16]},
+        },
+        "submit": {"sizes": p["sizes"], "repeats": p["submit_repeats"]},
+        "fetch": p["fetch"],
+        "many_jobs": {
+            **p["many_jobs"],
+            "job_duration": JOB_DURATION,
+            "polling_interval": POLLING_INTERVAL,
+        },
+    }
+    only = set(args.only.split(",")) if args.only else set(workloads)
+    for name, params in workloads.items():
+        if name in only:
+            print(f"{name}:", flush=True)
+            data[name] = call({"workload": name, "python": me, **params})
+    data["duration"] = time.monotonic() - started
+    data["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(data, indent=1))
+    if args.only:
+        print(f"partial run: raw data in {args.out / 'scale.json'}")
+        return
+    (args.out / "scale.md").write_text(report(data, baseline))
+    print(f"wrote {args.out / 'scale.md'} and {args.out / 'scale.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""asyncjob at scale, one workload per call (issue 16's figures); timings as JSON.
+
+    python bench/scale_worker.py '{"workload": "submit", ...}'
+
+Public API only on the client side (`AsyncJobClient`); the histogram codec of
+the decode workload is asyncjob's own (`asyncjob._histogram`, the only way to
+time decoding alone). Every workload starts its own scheduler subprocess(es)
+with `common.Server`. See `bench/scale.py` for the parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import gc
+import gzip
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from common import LATENCY, TOKEN, Server, create_job, make_batch, run_worker, small_batch
+
+import asyncjob
+
+T = TypeVar("T")
+
+TICK = 0.005
+"""The ticker's period: the loop stall is the largest gap between ticks minus this."""
+FLOOR_GZIP_LEVEL = 6
+"""gzip level of the floor's compression (asyncjob's level when issue 16 was measured)."""
+
+
+# --------------------------------------------------------------------------- instruments
+
+
+class Ticker:
+    """A task that sleeps `TICK` in a loop and keeps the largest gap between its wake-ups."""
+
+    def __init__(self) -> None:
+        self.max_gap = 0.0
+        self.gaps_over_20ms = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(TICK)
+            now = time.perf_counter()
+            gap = now - last
+            last = now
+            if gap > self.max_gap:
+                self.max_gap = gap
+            if gap - TICK > 0.020:
+                self.gaps_over_20ms += 1
+
+    async def __aenter__(self) -> Ticker:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    @property
+    def stall(self) -> float:
+        return max(0.0, self.max_gap - TICK)
+
+
+async def measured(make: Callable[[], Awaitable[T]]) -> tuple[T, dict[str, float]]:
+    """Run `make()` under a ticker: its value, wall time, process CPU and max loop stall."""
+    async with Ticker() as ticker:
+        cpu = time.process_time()
+        start = time.perf_counter()
+        value = await make()
+        wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+    return value, {
+        "wall": wall,
+        "cpu": cpu,
+        "stall": ticker.stall,
+        "stalls_over_20ms": float(ticker.gaps_over_20ms),
+    }
+
+
+def floor_cpu(circuits: dict[str, str], max_payload: int) -> dict[str, float]:
+    """CPU of gzip + base64 of every circuit, and the round trips the protocol needs.
+
+    One request (`job/init/`) then one `add_circuits` if the batch fits in a
+    request, else the non-final chunks then the final one: 3 round trips.
+    """
+    start = time.process_time()
+    size = 0
+    for label, source in circuits.items():
+        packed = base64.b64encode(gzip.compress(source.encode(), FLOOR_GZIP_LEVEL, mtime=0))
+        size += len(packed) + len(label) + 6
+    cpu = time.process_time() - start
+    round_trips = 2 if size + 1024 <= max_payload else 3
+    return {"compress_cpu": cpu, "round_trips": float(round_trips), "body_bytes": float(size)}
+
+
+def max_payload() -> int:
+    limits = getattr(asyncjob, "Limits", None)
+    value = getattr(limits(), "max_payload_bytes", None) if limits is not None else None
+    return int(value) if isinstance(value, int) else int(0.95 * 1024 * 1024)
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes on disk of an SQLite file and its -wal / -shm / -journal companions."""
+    total = 0
+    for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            total += (path.parent / name).stat().st_size
+    return total
+
+
+def client(base_url: str, **options: Any) -> asyncjob.AsyncJobClient:
+    return asyncjob.AsyncJobClient(base_url, TOKEN, **options)
+
+
+# --------------------------------------------------------------------------- submit
+
+
+async def _submit(base_url: str, circuits: dict[str, str], journal: Path) -> dict[str, float]:
+    async with client(base_url, journal=str(journal)) as c:
+        handle, figures = await measured(lambda: c.submit_circuits(circuits))
+        assert handle.job_id
+        figures["journal_open_bytes"] = float(disk_bytes(journal))
+    figures["journal_bytes"] = float(disk_bytes(journal))
+    return figures
+
+
+def submit(params: dict[str, Any]) -> dict[str, Any]:
+    """Each size, each repeat: a fresh scheduler, a fresh journal, a fresh random batch."""
+    python = params["python"]
+    out: dict[str, Any] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="asyncjob-scale-"))
+    with Server(python, latency=LATENCY) as server:  # warm-up: imports, first connections
+        asyncio.run(_submit(server.base_url, make_batch(20, seed=1), workdir / "warm.sqlite3"))
+    limit = max_payload()
+    for size in params["sizes"]:
+        runs: list[dict[str, float]] = []
+        for run in range(params["repeats"][str(size)]):
+            circuits = make_batch(size, seed=size * 1000 + run)
+            journal = workdir / f"journal-{size}-{run}.sqlite3"
+            gc.collect()
+            with Server(python, latency=LATENCY) as server:
+                before = server.cpu_seconds()
+                figures = asyncio.run(_submit(server.base_url, circuits, journal))
+                figures["server_cpu"] = server.cpu_seconds() - before
+            figures.update(floor_cpu(circuits, limit))
+            figures["floor"] = figures["round_trips"] * LATENCY + figures["compress_cpu"]
+            runs.append(figures)
+            print(f"    {size}: {json.dumps(figures)}", flush=True)
+            journal.unlink(missing_ok=True)
+            del circuits
+        out[str(size)] = runs
+    return out
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+async def _fetch(base_url: str, job_id: str, n: int) -> dict[str, float]:
+    async with client(base_url, journal=False) as c:
+        result, figures = await measured(lambda: c.get_job_results(job_id))
+    assert result.results is not None and len(result.results) == n
+    del result
+    return figures
+
+
+def fetch(params: dict[str, Any]) -> dict[str, Any]:
+    """`get_job_results` of a COMPLETED job of `n` small circuits, set up with plain HTTP."""
+    n = params["circuits"]
+    runs = []
+    with Server(params["python"], latency=LATENCY) as server:
+        start = time.monotonic()
+        job_id = create_job(server.base_url, small_batch(n, n_qubits=params["n_qubits"]))
+        setup = time.monotonic() - start
+        for _ in range(params["repeats"]):
+            gc.collect()
+            runs.append(asyncio.run(_fetch(server.base_url, job_id, n)))
+            print(f"    fetch {n}: {json.dumps(runs[-1])}", flush=True)
+    return {"runs": runs, "setup_seconds": setup}
+
+
+# --------------------------------------------------------------------------- many jobs
+
+
+async def _many_jobs(
+    base_url: str, n_jobs: int, seed: int, watch: bool, interval: float, journal: Path
+) -> dict[str, Any]:
+    batches = [make_batch(1 + i % 2, seed=seed + i) for i in range(n_jobs)]
+    got: dict[str, float] = {}
+    options = {"polling_interval": interval, "watch": watch, "journal": str(journal)}
+    async with client(base_url, **options) as c:
+        handles: list[Any] = [None] * n_jobs
+
+        async def submit_one(i: int) -> None:
+            handles[i] = await c.submit_circuits(batches[i])
+
+        async def submit_all() -> None:
+            await asyncio.gather(*(submit_one(i) for i in range(n_jobs)))
+
+        async def follow() -> None:
+            async with c.as_completed(handles) as outcomes:
+                async for outcome in outcomes:
+                    assert outcome.status is asyncjob.JobStatus.COMPLETED
+                    assert outcome.result is not None
+                    got[str(outcome.handle.job_id)] = time.monotonic()
+
+        _, submitting = await measured(submit_all)
+        follow_start = time.monotonic()
+        _, following = await measured(follow)
+    return {"submit": submitting, "follow": following, "follow_start": follow_start, "got": got}
+
+
+def many_jobs(params: dict[str, Any]) -> dict[str, Any]:
+    """Each repeat twice: with the `jobs/watch/` long polls (default) and `watch=False`."""
+    runs: dict[str, list[dict[str, Any]]] = {"watch": [], "no_watch": []}
+    workdir = Path(tempfile.mkdtemp(prefix="asyncjob-scale-"))
+    for run in range(params["repeats"]):
+        for key, watch in (("watch", True), ("no_watch", False)):
+            gc.collect()
+            with Server(
+                params["python"],
+                latency=LATENCY,
+                job_duration=params["job_duration"],
+                max_concurrent_jobs=100_000,
+                finish_times=True,
+                seed=run,
+            ) as server:
+                timing = asyncio.run(
+                    _many_jobs(
+                        server.base_url,
+                        params["jobs"],
+                        seed=run * 100_000,
+                        watch=watch,
+                        interval=params["polling_interval"],
+                        journal=workdir / f"journal-{key}-{run}.sqlite3",
+                    )
+                )
+            report = server.report
+            finished = report.pop("finished_at")
+            got = timing.pop("got")
+            delays = [t - finished[job] for job, t in got.items()]
+            # The part of the delay after following began (jobs that finished while
+            # others were still being submitted count from the start of following).
+            follow_delays = [
+                t - max(finished[job], timing["follow_start"]) for job, t in got.items()
+            ]
+            finished_before_follow = sum(
+                1 for job in finished.values() if job < timing["follow_start"]
+            )
+            entry = {
+                **timing,
+                "server": report,
+                "delays": summary_of(delays),
+                "follow_delays": summary_of(follow_delays),
+                "finished_before_follow": finished_before_follow,
+            }
+            runs[key].append(entry)
+            print(f"    {key}: {json.dumps(entry)}", flush=True)
+    return runs
+
+
+def summary_of(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def q(p: float) -> float:
+        pos = (len(ordered) - 1) * p
+        low = int(pos)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+    return {
+        "n": float(len(ordered)),
+        "median": statistics.median(ordered),
+        "p95": q(0.95),
+        "max": ordered[-1],
+        "min": ordered[0],
+    }
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def histograms(count: int, n_bits: int, outcomes: int, seed: int) -> list[dict[str, object]]:
+    """`count` encoded histograms of `n_bits` bits with `outcomes` distinct outcomes each."""
+    from asyncjob._histogram import encode_histogram
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        chosen = rng.sample(range(1 << n_bits), outcomes)
+        counts = {format(o, f"0{n_bits}b"): rng.choice((1, 1, 1, 2, 3, 7)) for o in chosen}
+        out.append(encode_histogram(counts, n_bits))
+    return out
+
+
+def _rate(func: Callable[[Any], object], items: list[Any]) -> float:
+    start = time.perf_counter()
+    for item in items:
+        func(item)
+    return len(items) / (time.perf_counter() - start)
+
+
+def decode(params: dict[str, Any]) -> dict[str, Any]:
+    """Results/s of asyncjob's decoder and divi's (numba) on the same histograms, warm."""
+    from divi.backends._results_processing import _decode_histogram_b64
+
+    from asyncjob._histogram import decode_result
+
+    out: dict[str, Any] = {}
+    for name, (count, n_bits, outcomes) in params["sizes"].items():
+        encoded = histograms(count, n_bits, outcomes, seed=n_bits)
+        for item in encoded[:50]:  # warm both: numba compiles on first call
+            decode_result(item)
+            _decode_histogram_b64(dict(item))
+        figures: dict[str, list[float]] = {"asyncjob": [], "divi": []}
+        for _ in range(params["repeats"]):
+            figures["asyncjob"].append(_rate(decode_result, encoded))
+            # divi decodes in place (it replaces `results`): give it copies.
+            copies = [dict(r) for r in encoded]
+            figures["divi"].append(_rate(_decode_histogram_b64, copies))
+        out[name] = {"count": count, "n_bits": n_bits, "outcomes": outcomes, **figures}
+        print(f"    decode {name}: {json.dumps(out[name])}", flush=True)
+    return out
+
+
+WORKLOADS = {"submit": submit, "fetch": fetch, "many_jobs": many_jobs, "decode": decode}
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    run_worker(WORKLOADS)
