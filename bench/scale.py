@@ -285,7 +285,8 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     out = [
         "## Before/after",
         "",
-        f"Before: {before['date']}, `asyncjob/` last changed in {before.get('package_commit', '?')}; "
+        f"Before: {before['date']}, `asyncjob/` last changed in "
+        f"{before.get('package_commit', '?')}; "
         "after: this run. Same workloads, same machine unless the dates say otherwise. "
         "Absolute times are noisy on a shared machine; compare ratios to the floor.",
         "",
