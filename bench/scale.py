@@ -214,7 +214,8 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         f"Jobs of 1 or 2 random circuits, all submitted concurrently (one task each, "
         f"`asyncio.gather`), then followed with `client.as_completed(handles)` "
         f"(`polling_interval={POLLING_INTERVAL}`). Each job runs for a time drawn "
-        f"uniformly in [{JOB_DURATION.replace(',', ', ')}] s from its finalization, so "
+        f"uniformly in [{p.get('job_duration', JOB_DURATION).replace(',', ', ')}] s from its "
+        "finalization, so "
         "jobs submitted early finish while later ones are still being submitted. "
         "Delay = results in hand (client `time.monotonic()`) minus the job's finish on "
         "the scheduler (its `finished_at`, read once when the server stops and moved to "
@@ -324,6 +325,11 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="scale.json of an earlier run")
     parser.add_argument("--from-json", type=Path, help="only re-render a scale.json")
     parser.add_argument("--only", help="comma-separated workloads (raw JSON only)")
+    parser.add_argument(
+        "--job-duration",
+        default=JOB_DURATION,
+        help=f"MIN,MAX seconds each of the many jobs runs (default {JOB_DURATION})",
+    )
     args = parser.parse_args()
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
     if args.from_json:
@@ -339,7 +345,7 @@ def main() -> None:
         "commit": commit(),
         "package_commit": commit("../asyncjob"),
         "machine": machine(),
-        "plan": p,
+        "plan": {**p, "job_duration": args.job_duration},
     }
     me = sys.executable
     dp = p["decode"]
@@ -352,7 +358,7 @@ def main() -> None:
         "fetch": p["fetch"],
         "many_jobs": {
             **p["many_jobs"],
-            "job_duration": JOB_DURATION,
+            "job_duration": args.job_duration,
             "polling_interval": POLLING_INTERVAL,
         },
     }

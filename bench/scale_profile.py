@@ -6,19 +6,27 @@ For each scenario, against a scheduler subprocess with 50 ms latency:
 
 - pyinstrument on the event-loop thread (`scale_profile_<name>.txt`): what runs
   on the loop;
-- a sampler thread reading every thread's stack (`sys._current_frames()`) each
-  millisecond (`scale_profile_<name>_threads.txt`): the client's CPU by function
-  across all threads (asyncjob moves validation and compression to worker
-  threads, which pyinstrument does not see), idle samples left out, and, for
-  every gap of the 5 ms ticker above 20 ms, which synchronous call held the loop.
+- yappi with its CPU clock on the worker threads (`scale_profile_<name>_threads.txt`):
+  the client's CPU by function where asyncjob moves validation, compression and
+  journal writes (pyinstrument sees only the loop thread; the two cannot hook the
+  same thread, so the loop thread is pyinstrument's);
+- for every gap of a 5 ms ticker above 20 ms (a loop stall), the loop thread's
+  stack sampled each millisecond from another thread, and asyncio's own report
+  of callbacks and task steps that ran longer than 20 ms (debug mode).
+
+yappi and debug mode slow the client down (about 2x): read the shares, not the
+absolute times, which `bench/scale.py` measures without them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import collections
+import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -26,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import yappi
 from common import BENCH_DIR, LATENCY, TOKEN, Server, create_job, make_batch, small_batch
 from pyinstrument import Profiler
 from scale_worker import TICK
@@ -61,7 +70,7 @@ class Sampler:
         while not self._stop.is_set():
             now = time.perf_counter()
             for ident, frame in sys._current_frames().items():
-                if ident == me:
+                if ident == me or ident != self.loop_thread:
                     continue
                 stack: list[str] = []
                 f: Any = frame
@@ -82,39 +91,21 @@ class Sampler:
             last = now
 
     def __enter__(self) -> Sampler:
+        # A thread running Python code drops the GIL only every switch interval
+        # (5 ms) or at a blocking call; without a short interval the samples would
+        # pile up on blocking calls (socket writes) instead of where time goes.
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.0002)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        sys.setswitchinterval(self._switch)
 
-    def report(self, title: str, wall: float, cpu: float) -> str:
-        busy = [(t, i, s) for t, i, s in self.samples if not _idle(s)]
-        lines = [
-            f"# {title}",
-            "",
-            f"wall {wall:.2f} s, client process CPU {cpu:.2f} s; {len(self.samples)} samples "
-            f"(1 ms), {len(busy)} busy (leaf not a wait).",
-            "",
-            "## Self time (leaf frame), busy samples of all threads",
-            "",
-            *_table(collections.Counter(s[0] for _, _, s in busy), len(busy), cpu),
-            "",
-            "## Inclusive time of asyncjob functions, busy samples of all threads",
-            "",
-            *_table(_inclusive(busy, "asyncjob/"), len(busy), cpu),
-            "",
-            "## Inclusive time, busy samples of the event-loop thread only",
-            "",
-            *_table(
-                _inclusive([x for x in busy if x[1] == self.loop_thread], ""),
-                len(busy),
-                cpu,
-                limit=40,
-            ),
-            "",
-        ]
+    def report(self) -> list[str]:
+        lines: list[str] = []
         lines += [f"## Loop stalls over 20 ms: {len(self.gaps)}", ""]
         if self.gaps:
             longest = sorted(self.gaps, key=lambda g: g[0] - g[1])
@@ -126,19 +117,62 @@ class Sampler:
             inner: collections.Counter[str] = collections.Counter()
             outer: collections.Counter[str] = collections.Counter()
             n = 0
+            starts = [a for a, _ in self.gaps]
             for t, ident, stack in self.samples:
-                if ident != self.loop_thread or not any(a <= t <= b for a, b in self.gaps):
+                i = bisect.bisect_right(starts, t) - 1
+                if ident != self.loop_thread or i < 0 or t > self.gaps[i][1]:
                     continue
                 n += 1
                 mine = [f for f in stack if f.startswith("asyncjob/")]
-                inner[mine[0] if mine else "(no asyncjob frame) " + stack[0]] += 1
+                waiting = " (in a blocking call: waiting for the GIL)" if _idle(stack) else ""
+                inner[mine[0] if mine else "(no asyncjob frame) " + stack[0] + waiting] += 1
                 leaf_chain = " <- ".join(stack[:4])
                 outer[leaf_chain] += 1
             lines += [f"| {c} ms | {name} |" for name, c in inner.most_common(15)]
             lines += ["", "Leaf chains (4 frames) on the loop during the stalls:", ""]
             lines += [f"| {c} ms | {name} |" for name, c in outer.most_common(15)]
             lines.append(f"\n{n} loop-thread samples inside stalls")
-        return "\n".join(lines) + "\n"
+        return lines
+
+
+class TimedLock:
+    """Stands in for a `Journal`'s lock: how long callers wait for it and hold it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.waited = 0.0
+        self.held = 0.0
+        self._since = 0.0
+
+    def __enter__(self) -> TimedLock:
+        start = time.perf_counter()
+        self._lock.acquire()
+        self._since = time.perf_counter()
+        self.waited += self._since - start
+        self.count += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.held += time.perf_counter() - self._since
+        self._lock.release()
+
+    def summary(self) -> str:
+        return (
+            f"journal lock: {self.count} transactions, held {self.held:.2f} s in all "
+            f"({1000 * self.held / max(self.count, 1):.2f} ms each), callers waited "
+            f"{self.waited:.2f} s in all ({1000 * self.waited / max(self.count, 1):.2f} ms each)"
+        )
+
+
+def _timed_journal(client: asyncjob.AsyncJobClient) -> TimedLock | None:
+    """Put a `TimedLock` in the client's journal (bench instrumentation, private attribute)."""
+    journal = client.journal
+    if journal is None or not hasattr(journal, "_lock"):
+        return None
+    lock = TimedLock()
+    journal._lock = lock  # type: ignore[attr-defined]
+    return lock
 
 
 def _short(filename: str) -> str:
@@ -153,42 +187,141 @@ def _idle(stack: tuple[str, ...]) -> bool:
     return stack[0].rsplit(":", 1)[1] in IDLE_LEAVES
 
 
-def _inclusive(
-    samples: list[tuple[float, int, tuple[str, ...]]], prefix: str
-) -> collections.Counter[str]:
-    counts: collections.Counter[str] = collections.Counter()
-    for _, _, stack in samples:
-        for name in set(stack):
-            if name.startswith(prefix):
-                counts[name] += 1
-    return counts
+def _yappi_tables(cpu: float) -> list[str]:
+    """Self and inclusive CPU time by function, all threads (yappi, CPU clock)."""
+    stats = list(yappi.get_func_stats())
+    total = cpu or 1.0
+
+    def name(s: Any) -> str:
+        return f"{_short(s.module)}:{s.name}"
+
+    lines = [
+        f"Shares are of the process CPU time under yappi, {cpu:.2f} s (yappi slows "
+        "Python code more than C code such as zlib: Python-heavy shares are overstated).",
+        "",
+        "## Self CPU time (worker threads; the loop thread is in the pyinstrument file)",
+        "",
+        "| function | calls | self ms | % of CPU |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for s in sorted(stats, key=lambda s: -s.tsub)[:30]:
+        lines.append(
+            f"| {name(s)} | {s.ncall} | {s.tsub * 1000:.0f} | {100 * s.tsub / total:.1f} % |"
+        )
+    lines += [
+        "",
+        "## Inclusive CPU time of asyncjob functions (worker threads)",
+        "",
+        "| function | calls | inclusive ms | % of CPU |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    mine = [s for s in stats if "/asyncjob/" in s.module]
+    for s in sorted(mine, key=lambda s: -s.ttot)[:30]:
+        lines.append(
+            f"| {name(s)} | {s.ncall} | {s.ttot * 1000:.0f} | {100 * s.ttot / total:.1f} % |"
+        )
+    lines += ["", "## CPU by thread", "", "| thread | CPU ms |", "| --- | ---: |"]
+    for t in sorted(yappi.get_thread_stats(), key=lambda t: -t.ttot)[:8]:
+        lines.append(f"| {t.name} {t.id} | {t.ttot * 1000:.0f} |")
+    return lines
 
 
-def _table(counts: collections.Counter[str], total: int, cpu: float, limit: int = 25) -> list[str]:
-    out = ["| function | samples (ms) | % of busy samples |", "| --- | ---: | ---: |"]
-    for name, c in counts.most_common(limit):
-        out.append(f"| {name} | {c} | {100 * c / max(total, 1):.1f} % |")
-    return out
+class SlowCallbacks(logging.Handler):
+    """Collects asyncio's debug-mode "Executing <handle> took N seconds" warnings."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing"):
+            self.messages.append(message)
+
+    def report(self) -> list[str]:
+        def seconds(m: str) -> float:
+            return float(m.rsplit(" took ", 1)[1].split()[0])
+
+        ordered = sorted(self.messages, key=seconds, reverse=True)
+        counts = collections.Counter(_what(m) for m in ordered)
+        lines = [
+            "",
+            f"## Callbacks / task steps over 20 ms on the loop (asyncio debug): {len(ordered)}",
+            "",
+            "| what | times | longest |",
+            "| --- | ---: | ---: |",
+        ]
+        longest: dict[str, float] = {}
+        for m in ordered:
+            longest.setdefault(_what(m), seconds(m))
+        for what, c in counts.most_common(20):
+            lines.append(f"| {what} | {c} | {longest[what] * 1000:.0f} ms |")
+        return lines
 
 
-async def _profiled(name: str, run: Callable[[], Awaitable[object]], out: Path) -> None:
+def _what(message: str) -> str:
+    """The coroutine or callback of an asyncio slow-callback message, without addresses."""
+    text = message.split(" took ", 1)[0].removeprefix("Executing ")
+    coro = re.search(r"coro=<([^ >(]+)", text)
+    if coro:
+        return "task step: " + coro.group(1)
+    cb = re.search(r"<Handle ([^ (]+)", text) or re.search(r"<TimerHandle [^ ]+ ([^ (]+)", text)
+    return "callback: " + (cb.group(1) if cb else text[:80])
+
+
+async def _profiled(
+    name: str,
+    run: Callable[[], Awaitable[object]],
+    out: Path,
+    lock: TimedLock | None = None,
+    heavy: bool = True,
+) -> None:
+    """Profile `run()`; `heavy=False` leaves out yappi and asyncio debug mode.
+
+    With 5,000 concurrent submissions, yappi and debug mode slow the client so much
+    that requests time out waiting for a pooled connection: that scenario runs light.
+    """
+    loop = asyncio.get_running_loop()
     sampler = Sampler()
+    slow = SlowCallbacks()
+    logging.getLogger("asyncio").addHandler(slow)
+    loop.slow_callback_duration = 0.020
+    loop.set_debug(heavy)
     profiler = Profiler(interval=0.001, async_mode="disabled")
-    ticker = asyncio.get_running_loop().create_task(sampler.ticker())
+    ticker = loop.create_task(sampler.ticker())
+    yappi.clear_stats()
+    yappi.set_clock_type("cpu")
     with sampler:
         cpu = time.process_time()
         start = time.perf_counter()
+        if heavy:
+            yappi.start(builtins=True)
         profiler.start()
         await run()
         profiler.stop()
+        if heavy:
+            yappi.stop()
         wall = time.perf_counter() - start
         cpu = time.process_time() - cpu
     ticker.cancel()
+    loop.set_debug(False)
+    logging.getLogger("asyncio").removeHandler(slow)
     (out / f"scale_profile_{name}.txt").write_text(
         profiler.output_text(unicode=False, color=False, show_all=False)
     )
-    (out / f"scale_profile_{name}_threads.txt").write_text(sampler.report(name, wall, cpu))
+    lines = [f"# {name}", "", f"wall {wall:.2f} s, client process CPU {cpu:.2f} s.", ""]
+    if lock is not None:
+        lines += [lock.summary(), ""]
+        lock.count, lock.waited, lock.held = 0, 0.0, 0.0
+    if heavy:
+        lines += [*_yappi_tables(cpu), ""]
+    lines += sampler.report()
+    if heavy:
+        lines += slow.report()
+    (out / f"scale_profile_{name}_threads.txt").write_text("\n".join(lines) + "\n")
     print(f"{name}: wall {wall:.2f} s, cpu {cpu:.2f} s, {len(sampler.gaps)} stalls > 20 ms")
+    if lock is not None:
+        print("  " + lines[4])
 
 
 def submit(out: Path, journal: Path) -> None:
@@ -198,7 +331,8 @@ def submit(out: Path, journal: Path) -> None:
         async def main() -> None:
             async with asyncjob.AsyncJobClient(server.base_url, TOKEN, journal=str(journal)) as c:
                 await c.submit_circuits(make_batch(20, seed=1))  # warm-up
-                await _profiled("submit_10k", lambda: c.submit_circuits(circuits), out)
+                lock = _timed_journal(c)
+                await _profiled("submit_10k", lambda: c.submit_circuits(circuits), out, lock)
 
         asyncio.run(main())
 
@@ -238,8 +372,9 @@ def jobs(out: Path, journal: Path, n_jobs: int) -> None:
                         async for outcome in outcomes:
                             assert outcome.result is not None
 
-                await _profiled(f"jobs_{n_jobs}_submit", submit_all, out)
-                await _profiled(f"jobs_{n_jobs}_follow", follow, out)
+                lock = _timed_journal(c)
+                await _profiled(f"jobs_{n_jobs}_submit", submit_all, out, lock, heavy=False)
+                await _profiled(f"jobs_{n_jobs}_follow", follow, out, lock, heavy=False)
 
         asyncio.run(main())
 
