@@ -2,6 +2,8 @@
 
     python bench/scale_profile.py [--out DIR] [--only submit,fetch,jobs] [--jobs 5000]
 
+Needs pyinstrument and yappi (`pip install pyinstrument yappi`) next to asyncjob.
+
 For each scenario, against a scheduler subprocess with 50 ms latency:
 
 - pyinstrument on the event-loop thread (`scale_profile_<name>.txt`): what runs
