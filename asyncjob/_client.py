@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -29,6 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import _qasm
 from ._batch import Submission, build_submission, encode_circuit
 from ._cancel import run_until_event
+from ._cleanup import Cleanups
 from ._config import ClientConfig, Limits
 from ._errors import (
     AsyncJobError,
@@ -44,6 +46,19 @@ from ._errors import (
 )
 from ._histogram import decode_result
 from ._journal import Journal, PendingChunk
+from ._journal_records import (
+    Abandoned,
+    Begin,
+    Cancelling,
+    Chunk,
+    ChunkSent,
+    Created,
+    Record,
+    Results,
+    Status,
+    Submitted,
+)
+from ._journal_writer import JournalWriter
 from ._models import ExecutionResult, JobStatus, Response
 from ._parametric import check_pieces
 from ._secrets import scrub
@@ -63,6 +78,7 @@ _ENCODE_SLICE = 256
 _FINAL_CIRCUITS = 8
 """Most circuits in the final chunk of a multi-chunk submission (see `_small_final`)."""
 _CLEANUP_TIMEOUT = 5.0
+"""Seconds a caller waits for the cleanup of a submission that failed (not cancelled)."""
 _KNOWN_LABELS = 16384
 """Jobs whose labels (and last seen status) are kept in memory; the journal keeps the rest."""
 _WATCH_BATCH = 500
@@ -130,9 +146,8 @@ class AsyncJobClient:
         self._labels: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._seen: OrderedDict[str, JobStatus] = OrderedDict()
         self._run_times: OrderedDict[str, float] = OrderedDict()
-        self._journal_db: Journal | None = None
-        self._journal_broken = False
-        self._journal_lock = threading.Lock()
+        self._writer = None if config.journal is None else JournalWriter(config.journal)
+        self._cleanups = Cleanups()
         self._watch_missing = False
 
     @classmethod
@@ -186,17 +201,19 @@ class AsyncJobClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the transport and its connection pool (and the journal's connection).
+        """Close the transport and its connection pool, and write out the journal.
 
-        Closing twice is harmless; any request after it is a `ClientClosedError`.
+        Cleanups of cancelled submissions still running in the background are
+        waited for first, within their bound (`CLEANUP_TIMEOUT`). Closing twice
+        is harmless; any request after it is a `ClientClosedError`.
         """
         with anyio.CancelScope(shield=True):
             try:
+                await self._cleanups.wait()
                 await self._sender.aclose()
             finally:
-                journal = self._journal_db
-                if journal is not None:  # off the loop: a journal write may hold its lock
-                    await anyio.to_thread.run_sync(journal.close)
+                if self._writer is not None:  # off the loop: it waits for the writer thread
+                    await anyio.to_thread.run_sync(self._writer.close)
 
     # -- submission -------------------------------------------------------
 
@@ -226,7 +243,9 @@ class AsyncJobClient:
         bodies = await self._validate(submission)
         key = _new_key()
         options = {"init": submission.init_body, "ordered": submission.ordered_upload}
-        await self._record("begin", key, self._config.base_url, submission.labels, options)
+        await self._durable(
+            self._log(Begin(key, self._config.base_url, submission.labels, options))
+        )
         send, receive = anyio.create_memory_object_stream[PendingChunk](math.inf)
         try:
             async with anyio.create_task_group() as tg:
@@ -280,12 +299,19 @@ class AsyncJobClient:
         async with send:
             for index, body in enumerate(bodies):
                 last = index == len(bodies) - 1
-                chunk = PendingChunk(index, _new_key(), body, final=last)
-                await self._record("chunk", key, index, chunk.chunk_key, chunk.wire_body, last)
+                chunk = self._journaled_chunk(key, index, body, last)
                 try:
                     await send.send(chunk)
                 except anyio.BrokenResourceError:
                     return  # the upload failed and stopped taking chunks
+
+    def _journaled_chunk(
+        self, key: str, index: int, body: dict[str, Any], last: bool
+    ) -> PendingChunk:
+        """A chunk with a key of its own, queued for the journal (see `_durable`)."""
+        chunk = PendingChunk(index, _new_key(), body, final=last)
+        ticket = self._log(Chunk(key, index, chunk.chunk_key, chunk.wire_body, last))
+        return attrs.evolve(chunk, ticket=ticket)
 
     async def _encode_chunks(
         self, submission: Submission, key: str, send: MemoryObjectSendStream[PendingChunk]
@@ -315,8 +341,7 @@ class AsyncJobClient:
                 for body in bodies if done else bodies[:-1]:
                     start += len(body["circuits"])
                     last = start == len(sources)
-                    chunk = PendingChunk(index, _new_key(), body, final=last)
-                    await self._record("chunk", key, index, chunk.chunk_key, chunk.wire_body, last)
+                    chunk = self._journaled_chunk(key, index, body, last)
                     try:
                         await send.send(chunk)
                     except anyio.BrokenResourceError:
@@ -334,20 +359,52 @@ class AsyncJobClient:
                 "POST", "job/init/", body=init_body, idempotency_key=key
             )
         except BaseException as exc:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT):
-                if _outcome_known(exc):
-                    await self._record("abandoned", key)
-                else:
-                    try:
-                        response = await self._sender.request(
-                            "POST", "job/init/", body=init_body, idempotency_key=key
-                        )
-                        await self._abandon(_job_id_field(response), key)
-                    except AsyncJobError:
-                        pass
+            if _outcome_known(exc):
+                self._log(Abandoned(key))
+            else:
+                await self._clean_up(
+                    exc, key, lambda: self._find_and_cancel(key, init_body), f"submission {key}"
+                )
             raise
         with self._token_scrubbed():
             return _job_id_field(response)
+
+    async def _find_and_cancel(self, key: str, init_body: dict[str, Any]) -> None:
+        """Cancel the job a `job/init/` of unknown outcome may have created.
+
+        Repeating it with the same `Idempotency-Key` returns that job without
+        creating another (the server de-duplicates).
+        """
+        try:
+            response = await self._sender.request(
+                "POST", "job/init/", body=init_body, idempotency_key=key
+            )
+        except AsyncJobError as exc:
+            if not _outcome_known(exc):
+                raise
+            self._log(Abandoned(key))  # refused: there is no job
+            return
+        job_id = _job_id_field(response)
+        self._log(Created(key, job_id))
+        await self._abandon(job_id, key)
+
+    async def _clean_up(
+        self, exc: BaseException, key: str | None, func: Callable[[], Awaitable[None]], what: str
+    ) -> None:
+        """Run `func` (cancelling a job) in the background; wait for it unless cancelled.
+
+        A cancelled call returns at once and starts no request itself: the
+        cleanup's requests go out from a task of the client's (see `_cleanup`),
+        journaled as cancelling so that `resume` cancels the job rather than
+        finishing the submission.
+        """
+        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        if cancelled and key is not None:
+            self._log(Cancelling(key))
+        task = self._cleanups.start(func, f"cancelling the job of {what}")
+        if not cancelled:
+            with anyio.move_on_after(_CLEANUP_TIMEOUT):
+                await asyncio.wait([task])  # a cancellation ends the wait, not the cleanup
 
     @contextlib.contextmanager
     def _token_scrubbed(self) -> Iterator[None]:
@@ -385,10 +442,11 @@ class AsyncJobClient:
         limiter = anyio.CapacityLimiter(self._config.limits.upload_concurrency)
 
         async def send(chunk: PendingChunk) -> None:
+            await self._durable(chunk.ticket)  # journaled before it is sent
             await self._sender.request(
                 "POST", path, body=chunk.wire_body, idempotency_key=chunk.chunk_key
             )
-            await self._record("chunk_sent", key, chunk.index)
+            self._log(ChunkSent(key, chunk.index))
 
         async def send_early(chunk: PendingChunk, borrower: object) -> None:
             try:
@@ -398,7 +456,7 @@ class AsyncJobClient:
 
         try:
             if created:
-                await self._record("created", key, job_id)
+                self._log(Created(key, job_id))
             final: list[PendingChunk] = []
             count = 0
             try:
@@ -419,12 +477,10 @@ class AsyncJobClient:
                 raise _ChunksEnded(f"the chunks of job {job_id} ended before the final one")
             for chunk in final:
                 await send(chunk)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._abandon(job_id, key)
+        except BaseException as exc:
+            await self._clean_up(exc, key, lambda: self._abandon(job_id, key), f"job {job_id}")
             raise
-        with anyio.CancelScope(shield=True):
-            await self._record("submitted", key)
+        self._log(Submitted(key))
         return count
 
     async def _abandon(self, job_id: str, key: str | None = None) -> None:
@@ -437,51 +493,41 @@ class AsyncJobClient:
                 return
             logger.info("submission of job %s failed; the job was cancelled", job_id)
             if key is not None:
-                await self._record("abandoned", key)
+                self._log(Abandoned(key))
             return
         logger.warning("cancelling abandoned job %s timed out", job_id)
 
     # -- journal ------------------------------------------------------------
 
-    async def _journal(self) -> Journal | None:
-        if (
-            self._journal_db is None
-            and self._config.journal is not None
-            and not (self._journal_broken)
-        ):
-            await anyio.to_thread.run_sync(self._open_journal)
-        return self._journal_db
+    def _log(self, record: Record) -> int:
+        """Queue a journal record (never blocks); its ticket for `_durable`, 0 if none."""
+        return 0 if self._writer is None else self._writer.record(record)
 
-    def _open_journal(self) -> Journal | None:
-        """Open the journal once, however many tasks or threads ask at the same time.
+    async def _durable(self, ticket: int) -> None:
+        """Wait until a record is in the journal (not if the journal is degraded); see writer."""
+        if ticket and self._writer is not None:
+            await self._writer.durable(ticket)
 
-        Two connections switching one file to WAL at once can fail "database is locked".
-        """
-        with self._journal_lock:
-            path = self._config.journal
-            if self._journal_db is None and path is not None and not self._journal_broken:
-                try:
-                    self._journal_db = Journal(path)
-                except (OSError, sqlite3.Error) as exc:
-                    # A read-only home must not stop anyone from running jobs.
-                    self._journal_broken = True
-                    logger.warning("journal %s cannot be opened (%s); not journaling", path, exc)
-            return self._journal_db
+    async def _from_journal(self, func: Callable[[Journal], T]) -> T | None:
+        """`func(journal)` off the loop (abandoned on cancellation); None without a journal."""
+        writer = self._writer
+        if writer is None:
+            return None
+
+        def read() -> T | None:
+            journal = writer.journal()
+            return None if journal is None else func(journal)
+
+        try:
+            return await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+        except (OSError, sqlite3.Error) as exc:
+            logger.warning("journal %s could not be read: %s", writer.path, exc)
+            return None
 
     @property
     def journal(self) -> Journal | None:
         """The job journal (None when disabled); opened on first use."""
-        return self._open_journal()
-
-    async def _record(self, what: str, *args: Any) -> None:
-        """Update the journal; a journal that cannot be opened or written is logged, not fatal."""
-        try:
-            journal = await self._journal()
-            if journal is None:
-                return
-            await anyio.to_thread.run_sync(getattr(journal, what), *args)
-        except (OSError, sqlite3.Error) as exc:
-            logger.warning("journal %s: could not record %s: %s", self._config.journal, what, exc)
+        return None if self._writer is None else self._writer.journal()
 
     async def resume(
         self, execution_result: ExecutionResult | str, *, finish: bool = True
@@ -494,10 +540,14 @@ class AsyncJobClient:
         with `finish=False`, cancelled. Accepts a job id or a submission key.
         """
         ref = getattr(execution_result, "job_id", execution_result)
-        journal = await self._journal()
-        if not isinstance(ref, str) or not ref or journal is None:
+        if not isinstance(ref, str) or not ref or self._writer is None:
             raise LookupError("resume needs a job id and an enabled journal")
-        entry = await anyio.to_thread.run_sync(journal.find, self._config.base_url, ref)
+        await self._writer.flush()
+        base_url = self._config.base_url
+        found = await self._from_journal(lambda j: (j.find(base_url, ref), j))
+        if found is None:
+            raise LookupError("resume needs a job id and an enabled journal")
+        entry, journal = found
         if entry is None:
             raise LookupError(f"job {ref!r} is not in the journal {journal.path}")
         job_id = entry.job_id
@@ -509,7 +559,7 @@ class AsyncJobClient:
             if job_id is None:
                 job_id = await self._init(entry.key, entry.options["init"])
             self._remember_labels(job_id, entry.labels)
-            if finish and entry.complete:
+            if finish and entry.complete and not entry.cancelling:
                 await self._upload(
                     entry.key,
                     job_id,
@@ -520,6 +570,11 @@ class AsyncJobClient:
             else:
                 with anyio.CancelScope(shield=True):
                     await self._abandon(job_id, entry.key)
+                if finish and entry.cancelling:
+                    raise LookupError(
+                        f"submission {entry.key} was cancelled, so it is not finished; "
+                        f"its job {job_id} was cancelled"
+                    )
                 if finish:
                     raise LookupError(
                         f"submission {entry.key} stopped before all of its circuits were "
@@ -610,7 +665,7 @@ class AsyncJobClient:
         job_id = job_id_of(execution_result)
         response = await self._sender.request("GET", job_path(job_id, "status/"))
         where = f"{response.method} {response.path}"
-        return response, await self._note_status(job_id, response.json(), where)
+        return response, self._note_status(job_id, response.json(), where)
 
     async def _status(self, job_id: str, hold: float) -> tuple[Response, JobStatus]:
         """The job's status; with `hold` > 0 a long poll, when the server can watch jobs."""
@@ -618,7 +673,7 @@ class AsyncJobClient:
             watched = await self._watch([job_id], hold)
             if watched is not None and watched.entries[job_id] is not None:
                 entry = watched.entries[job_id]
-                status = await self._note_status(job_id, entry, watched.where)
+                status = self._note_status(job_id, entry, watched.where)
                 # Only a terminal status hands its response on (to `on_complete`).
                 response = watched.response_of(job_id) if status.is_terminal else watched.response
                 return response, status
@@ -669,9 +724,7 @@ class AsyncJobClient:
                 news = False
                 for job_id, entry in watched.entries.items():
                     status = (
-                        None
-                        if entry is None
-                        else await self._note_status(job_id, entry, watched.where)
+                        None if entry is None else self._note_status(job_id, entry, watched.where)
                     )
                     if status is None or status.is_terminal:
                         news = True
@@ -697,13 +750,13 @@ class AsyncJobClient:
 
         return follow
 
-    async def _note_status(self, job_id: str, data: object, where: str) -> JobStatus:
+    def _note_status(self, job_id: str, data: object, where: str) -> JobStatus:
         """The status in a status body (from `where`), journaled when it changed."""
         with self._token_scrubbed():
             status = JobStatus.from_wire(_data_field(data, "status", str, where))
         if self._seen.get(job_id) is not status:
             _remember(self._seen, job_id, status)
-            await self._record("status", self._config.base_url, job_id, status.value)
+            self._log(Status(self._config.base_url, job_id, status.value))
             if status.is_terminal:
                 self._seen.pop(job_id, None)
         if status.is_terminal:
@@ -756,7 +809,7 @@ class AsyncJobClient:
                 )
             results = _in_order(job_id, entries, expected)
         if self._config.journal_results:
-            await self._record("results", self._config.base_url, job_id, results)
+            self._log(Results(self._config.base_url, job_id, results))
         run_time = self._run_times.get(job_id, 0.0)
         handle = execution_result if isinstance(execution_result, ExecutionResult) else None
         return (handle or ExecutionResult(job_id=job_id)).with_results(results, run_time)
@@ -820,9 +873,9 @@ class AsyncJobClient:
     async def _submitted_labels(self, job_id: str) -> tuple[str, ...] | None:
         """The labels in submission order, from memory or else from the journal."""
         labels = self._labels.get(job_id)
-        journal = await self._journal()
-        if labels is None and journal is not None:
-            entry = await anyio.to_thread.run_sync(journal.find, self._config.base_url, job_id)
+        if labels is None:
+            base_url = self._config.base_url
+            entry = await self._from_journal(lambda j: j.find(base_url, job_id))
             if entry is not None:
                 labels = entry.labels
         return labels
@@ -860,9 +913,9 @@ class AsyncJobClient:
                 status = await self.poll_job_status(
                     handle, loop_until_complete=True, verbose=False
                 )
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self._abandon(job_id_of(handle))
+            except BaseException as exc:
+                job_id = job_id_of(handle)
+                await self._clean_up(exc, None, lambda: self._abandon(job_id), f"job {job_id}")
                 raise
             if status is not JobStatus.COMPLETED:
                 raise JobFailedError(job_id_of(handle), status.value)

@@ -7,14 +7,16 @@ and results fetched. A process that dies half-way can therefore finish the
 submission later, re-sending exactly the same requests, which the server
 de-duplicates, or, if it died before every chunk was recorded, cancel it.
 
-Each `Journal` keeps one SQLite connection (WAL mode), shared by its threads
-under a lock; a forked child gets a fresh lock and connection (a fork while
-another thread is inside a transaction stays unsafe: an SQLite rule). Every operation
-is one short transaction, so several processes can share the file. A
-connection per operation would cost a WAL checkpoint at every close (~2 ms a
-record). Deletions use ``secure_delete=FAST``: freed pages are reused by later
-chunks rather than zeroed, which builds that default to ON (Debian's) would do
-at ~20 ms per 5,000 circuits on the submission's critical path.
+The client does not write here itself: it hands typed records
+(`_journal_records`) to a `JournalWriter`, which applies many in one
+transaction (`Journal.write`). Each `Journal` keeps a write connection and a
+read connection (WAL mode: reads never wait for a write), each shared by its
+threads under a lock; a forked child gets fresh locks and connections (a fork
+while another thread is inside a transaction stays unsafe: an SQLite rule).
+Transactions are short, so several processes can share the file. Chunk bodies
+are deleted once their submission is finished and the pages they took are
+given back (``auto_vacuum=INCREMENTAL``), so the file stays small; deletions use
+``secure_delete=FAST`` rather than zeroing every freed page.
 """
 
 from __future__ import annotations
@@ -25,13 +27,25 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from ._journal_records import (
+    Abandoned,
+    Begin,
+    Cancelling,
+    Chunk,
+    ChunkSent,
+    Created,
+    Record,
+    Results,
+    Status,
+    Submitted,
+)
 from ._paths import data_dir
 
 __all__ = ["Journal", "JournalEntry", "default_journal_path"]
@@ -64,6 +78,12 @@ CREATE TABLE IF NOT EXISTS chunks (
     sent INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (key, idx)
 );
+CREATE TABLE IF NOT EXISTS bodies (
+    key TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (key, idx)
+);
 CREATE TABLE IF NOT EXISTS history (
     key TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -77,8 +97,14 @@ UPLOADING = "uploading"
 """The job exists; some chunks may not have been acknowledged."""
 SUBMITTED = "submitted"
 """Every chunk, the final one included, was acknowledged."""
+CANCELLING = "cancelling"
+"""The submission was cancelled; its job, if any, may still have to be cancelled."""
 ABANDONED = "abandoned"
 """The submission failed or was cancelled and the job was cancelled."""
+_WAL_LIMIT = 1024 * 1024
+"""Bytes the write-ahead log is cut back to after a checkpoint."""
+_FREE_PAGES = 256
+"""Free pages (1 MiB at 4 KiB a page) kept for later chunks; beyond, they go back to the disk."""
 
 
 def default_journal_path() -> Path | None:
@@ -120,7 +146,12 @@ class JournalEntry:
     @property
     def interrupted(self) -> bool:
         """True when the submission never finished: it must be completed or cancelled."""
-        return self.state in (INITIALISING, UPLOADING)
+        return self.state in (INITIALISING, UPLOADING, CANCELLING)
+
+    @property
+    def cancelling(self) -> bool:
+        """True when the submission was cancelled but its job may not be cancelled yet."""
+        return self.state == CANCELLING
 
 
 @attrs.frozen
@@ -132,6 +163,8 @@ class PendingChunk:
     body: dict[str, Any]
     final: bool = False
     """The last chunk of the submission: it closes the job, so it is sent after every other."""
+    ticket: int = 0
+    """The journal writer's ticket for its record (0: already in the journal)."""
 
     @property
     def wire_body(self) -> dict[str, Any]:
@@ -142,6 +175,7 @@ class PendingChunk:
 _journals: weakref.WeakSet[Journal] = weakref.WeakSet()
 _inherited: list[sqlite3.Connection] = []
 """Connections a forked child inherited: never used there, and never closed (by GC)."""
+_fork_hook: list[bool] = []
 
 
 def _after_fork_in_child() -> None:
@@ -149,61 +183,82 @@ def _after_fork_in_child() -> None:
         journal._forget_connection()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+def _watch_forks(journal: Journal) -> None:
+    """Give `journal` fresh connections in a forked child (hook registered on first use)."""
+    _journals.add(journal)
+    if not _fork_hook and hasattr(os, "register_at_fork"):
+        _fork_hook.append(True)
+        os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Journal:
-    """Records submissions in a SQLite file; see the module docstring."""
+    """Records submissions in a SQLite file; see the module docstring.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    `busy_timeout` is how long a write waits for another process's transaction
+    before failing with "database is locked" (the client's writer uses a short one).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
+        self.busy_timeout = busy_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        with closing(sqlite3.connect(self.path, timeout=30)) as db:
+        self._reader: sqlite3.Connection | None = None
+        with closing(sqlite3.connect(self.path, timeout=busy_timeout)) as db:
+            if db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+                # Before the first table: freed pages can then be given back to the disk.
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
-        _journals.add(self)
+        _watch_forks(self)
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
 
     def close(self) -> None:
-        """Close the connection; the next operation opens a new one."""
+        """Close the connections; the next operation opens new ones."""
         with self._lock:
             db, self._db = self._db, None
             if db is not None:
                 db.close()
+        with self._read_lock:
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.close()
 
     def _forget_connection(self) -> None:
-        """In a forked child: the parent's lock may be held and its connection is not ours."""
+        """In a forked child: the parent's locks may be held and its connections are not ours."""
         self._lock = threading.Lock()
-        if self._db is not None:
-            _inherited.append(self._db)
-            self._db = None
+        self._read_lock = threading.Lock()
+        for db in (self._db, self._reader):
+            if db is not None:
+                _inherited.append(db)
+        self._db = self._reader = None
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            db = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA secure_delete=FAST")
-            self._db = db
-        return self._db
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA secure_delete=FAST")
+        db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+        return db
 
     @contextmanager
-    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One short transaction; only writers take the write lock up front.
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, the write lock taken up front.
 
         After any error the transaction is rolled back; a connection that cannot
         be brought back out of its transaction is closed, never reused.
         """
         with self._lock:
-            db = self._connection()
+            if self._db is None:
+                self._db = self._connect()
+            db = self._db
             try:
-                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                db.execute("BEGIN IMMEDIATE")
                 yield db
                 db.execute("COMMIT")
             except BaseException:
@@ -217,6 +272,46 @@ class Journal:
                     db.close()
                 raise
 
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction on a connection of its own: never behind a write."""
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = self._connect()
+            db = self._reader
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                if db.in_transaction:
+                    db.execute("COMMIT")
+
+    def write(self, records: Iterable[Record]) -> None:
+        """Apply `records` in order, in ONE transaction (group commit).
+
+        Once a submission is finished its chunk bodies are deleted and the pages
+        they took are given back to the disk, so the file stays small.
+        """
+        with self._transaction() as db:
+            finished = False
+            for record in records:
+                finished |= _apply(db, record)
+            # Small submissions leave their pages to the next chunks; large ones give them back.
+            shrink = finished and db.execute("PRAGMA freelist_count").fetchone()[0] > _FREE_PAGES
+        if shrink:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Give the pages of deleted chunk bodies back to the disk; cut the log back."""
+        with self._lock:
+            if self._db is None:
+                return
+            # Busy: the pages stay free for later chunks, or go at the next shrink.
+            with suppress(sqlite3.Error):  # executescript steps the vacuum to its end
+                self._db.executescript(
+                    "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);"
+                )
+
     def begin(
         self,
         key: str,
@@ -228,104 +323,53 @@ class Journal:
 
         Its chunks are recorded by `chunk()`, each before it is sent.
         """
-        now = time.time()
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO submissions (key, base_url, labels, options, n_chunks, state,"
-                " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    base_url,
-                    json.dumps(list(labels)),
-                    json.dumps(options),
-                    0,
-                    INITIALISING,
-                    now,
-                    now,
-                ),
-            )
+        self.write([Begin(key, base_url, tuple(labels), options)])
 
     def chunk(
         self, key: str, index: int, chunk_key: str, body: dict[str, Any], last: bool
     ) -> None:
         """Record chunk `index` before it is sent; the `last` one completes the submission."""
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO chunks (key, idx, chunk_key, body) VALUES (?, ?, ?, ?)",
-                (key, index, chunk_key, json.dumps(body)),
-            )
-            if last:  # complete only if no earlier chunk failed to be recorded
-                db.execute(
-                    "UPDATE submissions SET n_chunks = ? WHERE key = ?"
-                    " AND (SELECT COUNT(*) FROM chunks WHERE key = ?) = ?",
-                    (index + 1, key, key, index + 1),
-                )
+        self.write([Chunk(key, index, chunk_key, body, last)])
 
     def created(self, key: str, job_id: str) -> None:
         """The server answered `job/init/` with `job_id`."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE submissions SET job_id = ?, state = ?, updated = ? WHERE key = ?",
-                (job_id, UPLOADING, time.time(), key),
-            )
+        self.write([Created(key, job_id)])
 
     def chunk_sent(self, key: str, index: int) -> None:
         """The server acknowledged chunk `index`."""
-        with self._transaction() as db:
-            db.execute("UPDATE chunks SET sent = 1 WHERE key = ? AND idx = ?", (key, index))
+        self.write([ChunkSent(key, index)])
 
     def submitted(self, key: str) -> None:
         """Every chunk landed: forget the bodies, keep the record."""
-        self._finish(key, SUBMITTED)
+        self.write([Submitted(key)])
+
+    def cancelling(self, key: str) -> None:
+        """The submission was cancelled; its job is being cancelled (see `Cancelling`)."""
+        self.write([Cancelling(key)])
 
     def abandoned(self, key: str) -> None:
         """The submission failed and its job (if any) was cancelled."""
-        self._finish(key, ABANDONED)
-
-    def _finish(self, key: str, state: str) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE submissions SET state = ?, updated = ? WHERE key = ?",
-                (state, time.time(), key),
-            )
-            db.execute("UPDATE chunks SET body = NULL WHERE key = ?", (key,))
+        self.write([Abandoned(key)])
 
     def status(self, base_url: str, job_id: str, status: str) -> None:
         """Record a status seen by polling; the history keeps each change once."""
-        now = time.time()
-        with self._transaction() as db:
-            row = db.execute(
-                "SELECT key, status FROM submissions WHERE base_url = ? AND job_id = ?",
-                (base_url, job_id),
-            ).fetchone()
-            if row is None or row[1] == status:
-                return
-            db.execute(
-                "UPDATE submissions SET status = ?, updated = ? WHERE key = ?",
-                (status, now, row[0]),
-            )
-            db.execute("INSERT INTO history VALUES (?, ?, ?)", (row[0], status, now))
+        self.write([Status(base_url, job_id, status)])
 
     def results(self, base_url: str, job_id: str, results: list[dict[str, Any]]) -> None:
         """Keep fetched results, unless they are larger than `MAX_RESULTS_BYTES`."""
-        items = sum(
-            len(r["results"]) if isinstance(r.get("results"), dict) else 1 for r in results
+        self.write([Results(base_url, job_id, results)])
+
+    def size(self) -> int:
+        """Bytes on disk: the database file and its write-ahead log."""
+        return sum(
+            p.stat().st_size
+            for p in (self.path, self.path.with_name(self.path.name + "-wal"))
+            if p.exists()
         )
-        if items > MAX_RESULT_ITEMS:
-            return
-        text = json.dumps(results)
-        if len(text) > MAX_RESULTS_BYTES:
-            return
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE submissions SET results = ?, updated = ?"
-                " WHERE base_url = ? AND job_id = ?",
-                (text, time.time(), base_url, job_id),
-            )
 
     def find(self, base_url: str, job_id_or_key: str) -> JournalEntry | None:
         """The entry for a job id (or a submission key) on this server, if recorded."""
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             row = db.execute(
                 _SELECT + " WHERE s.base_url = ? AND (s.job_id = ? OR s.key = ?)"
                 " GROUP BY s.key ORDER BY s.created DESC LIMIT 1",
@@ -336,7 +380,7 @@ class Journal:
     def entries(self, limit: int = 20, base_url: str | None = None) -> list[JournalEntry]:
         """The most recent submissions, newest first."""
         where, args = ("WHERE s.base_url = ?", (base_url,)) if base_url else ("", ())
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             rows = db.execute(
                 _SELECT + f" {where} GROUP BY s.key ORDER BY s.created DESC LIMIT ?",
                 (*args, limit),
@@ -345,11 +389,13 @@ class Journal:
 
     def pending_chunks(self, key: str) -> list[PendingChunk]:
         """Chunks of an interrupted submission that the server has not acknowledged."""
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             rows = db.execute(
-                "SELECT c.idx, c.chunk_key, c.body, s.n_chunks FROM chunks c"
+                "SELECT c.idx, c.chunk_key, COALESCE(b.body, c.body), s.n_chunks FROM chunks c"
                 " JOIN submissions s ON s.key = c.key"
-                " WHERE c.key = ? AND c.sent = 0 AND c.body IS NOT NULL ORDER BY c.idx",
+                " LEFT JOIN bodies b ON b.key = c.key AND b.idx = c.idx"
+                " WHERE c.key = ? AND c.sent = 0"
+                " AND COALESCE(b.body, c.body) IS NOT NULL ORDER BY c.idx",
                 (key,),
             ).fetchall()
         return [
@@ -359,7 +405,7 @@ class Journal:
 
     def stored_results(self, base_url: str, job_id: str) -> list[dict[str, Any]] | None:
         """Results kept by `results()`, if any."""
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             row = db.execute(
                 "SELECT results FROM submissions WHERE base_url = ? AND job_id = ?",
                 (base_url, job_id),
@@ -371,7 +417,7 @@ class Journal:
 
     def history(self, key: str) -> list[tuple[str, float]]:
         """Every status change recorded for a submission, oldest first."""
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             rows = db.execute(
                 "SELECT status, at FROM history WHERE key = ? ORDER BY at", (key,)
             ).fetchall()
@@ -401,3 +447,90 @@ def _entry(row: Sequence[Any]) -> JournalEntry:
         updated=row[10],
         has_results=bool(row[11]),
     )
+
+
+def _apply(db: sqlite3.Connection, record: Record) -> bool:
+    """Write one record; True when it finished a submission (its chunk bodies went)."""
+    now = time.time()
+    match record:
+        case Begin(key, base_url, labels, options):
+            db.execute(
+                "INSERT INTO submissions (key, base_url, labels, options, n_chunks, state,"
+                " created, updated) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+                (
+                    key,
+                    base_url,
+                    json.dumps(list(labels)),
+                    json.dumps(options),
+                    INITIALISING,
+                    now,
+                    now,
+                ),
+            )
+        case Chunk(key, index, chunk_key, body, last):
+            db.execute(
+                "INSERT INTO chunks (key, idx, chunk_key) VALUES (?, ?, ?)",
+                (key, index, chunk_key),
+            )
+            db.execute(  # a table of their own: marking a chunk sent does not copy its body
+                "INSERT INTO bodies (key, idx, body) VALUES (?, ?, ?)",
+                (key, index, json.dumps(body)),
+            )
+            if last:  # complete only if no earlier chunk failed to be recorded
+                db.execute(
+                    "UPDATE submissions SET n_chunks = ? WHERE key = ?"
+                    " AND (SELECT COUNT(*) FROM chunks WHERE key = ?) = ?",
+                    (index + 1, key, key, index + 1),
+                )
+        case Created(key, job_id):
+            db.execute(
+                "UPDATE submissions SET job_id = ?, updated = ?,"
+                " state = CASE state WHEN ? THEN ? ELSE state END WHERE key = ?",
+                (job_id, now, INITIALISING, UPLOADING, key),
+            )
+        case ChunkSent(key, index):
+            db.execute("UPDATE chunks SET sent = 1 WHERE key = ? AND idx = ?", (key, index))
+        case Cancelling(key):
+            db.execute(
+                "UPDATE submissions SET state = ?, updated = ? WHERE key = ? AND state IN (?, ?)",
+                (CANCELLING, now, key, INITIALISING, UPLOADING),
+            )
+        case Submitted(key) | Abandoned(key):
+            state = SUBMITTED if isinstance(record, Submitted) else ABANDONED
+            db.execute(
+                "UPDATE submissions SET state = ?, updated = ? WHERE key = ?", (state, now, key)
+            )
+            db.execute("DELETE FROM bodies WHERE key = ?", (key,))
+            db.execute(  # bodies kept by an earlier version
+                "UPDATE chunks SET body = NULL WHERE key = ? AND body IS NOT NULL", (key,)
+            )
+            return True
+        case Status(base_url, job_id, status):
+            row = db.execute(
+                "SELECT key, status FROM submissions WHERE base_url = ? AND job_id = ?",
+                (base_url, job_id),
+            ).fetchone()
+            if row is not None and row[1] != status:
+                db.execute(
+                    "UPDATE submissions SET status = ?, updated = ? WHERE key = ?",
+                    (status, now, row[0]),
+                )
+                db.execute("INSERT INTO history VALUES (?, ?, ?)", (row[0], status, now))
+        case Results(base_url, job_id, results):
+            text = _results_text(results)
+            if text is not None:
+                db.execute(
+                    "UPDATE submissions SET results = ?, updated = ?"
+                    " WHERE base_url = ? AND job_id = ?",
+                    (text, now, base_url, job_id),
+                )
+    return False
+
+
+def _results_text(results: list[dict[str, Any]]) -> str | None:
+    """Results as JSON, or None when they are larger than the journal keeps."""
+    items = sum(len(r["results"]) if isinstance(r.get("results"), dict) else 1 for r in results)
+    if items > MAX_RESULT_ITEMS:
+        return None
+    text = json.dumps(results)
+    return None if len(text) > MAX_RESULTS_BYTES else text

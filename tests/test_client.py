@@ -812,6 +812,7 @@ async def test_init_interrupted_by_cancellation_is_found_and_cancelled(
             tg.start_soon(client.submit_circuits, {"a": BELL})
             await started.wait()
             tg.cancel_scope.cancel()
+        await client.aclose()  # waits for the background cleanup that finds the job
         assert len(keys) == 2
         assert keys[0] == keys[1]
         assert len(calls(m, "POST", cancel_url())) == 1
@@ -860,6 +861,7 @@ async def test_a_refused_init_is_journaled_as_abandoned(client: AsyncJobClient) 
             await client.submit_circuits({"a": BELL})
     journal = client.journal
     assert journal is not None
+    await client.aclose()  # the journal is written off the event loop: closing flushes it
     (entry,) = journal.entries()
     assert entry.state == "abandoned"
     assert not entry.interrupted

@@ -363,3 +363,32 @@ def test_the_last_recorded_chunk_is_final(tmp_path: Path) -> None:
     pending = journal.pending_chunks("k1")
     assert [(c.index, c.final) for c in pending] == [(1, False), (2, True)]
     assert [c.wire_body["finalized"] for c in pending] == ["false", "true"]
+
+
+async def test_resume_cancels_a_cancelled_submission_whose_cleanup_did_not_end(
+    tmp_path: Path,
+) -> None:
+    """A process that died while its background cleanup ran: resume cancels, never finishes."""
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    begin_with_chunks(journal, "k1", ["a"], {"init": {"tag": "t"}, "ordered": False}, 1)
+    journal.cancelling("k1")  # init's outcome unknown: the job id was never seen
+    entry = journal.find(BASE, "k1")
+    assert entry is not None and entry.interrupted and entry.cancelling
+    keys: list[str] = []
+
+    def init(url: URL, **kwargs: Any) -> CallbackResult:
+        keys.append(kwargs["headers"]["Idempotency-Key"])
+        return CallbackResult(payload={"job_id": "j1"})
+
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+        with aioresponses() as m:
+            m.post(INIT, callback=init)
+            m.post(CANCEL, payload={"status": "cancelled"})
+            with pytest.raises(LookupError, match="was cancelled"):
+                await client.resume("k1")
+            assert keys == ["k1"]  # the job found again by its init key
+            assert len(m.requests[("POST", URL(CANCEL))]) == 1
+            assert ("POST", URL(ADD)) not in m.requests
+    entry = Journal(path).find(BASE, "k1")
+    assert entry is not None and entry.state == ABANDONED

@@ -66,7 +66,8 @@ def test_event_during_upload_cancels_the_created_job(
     with pytest.raises(ExecutionCancelledError):
         slow_backend.submit_circuits({"a": BELL, "b": BELL}, cancellation_event=event)
     assert hangs(slow_scheduler) >= 1
-    # The call returned after the cleanup: the half-submitted job is already cancelled.
+    # The call returned at once; the job is cancelled in the background, and close() waits.
+    slow_backend.close()
     jobs = slow_scheduler.jobs()
     assert len(jobs) == 1
     assert jobs[0].status == "CANCELLED"
@@ -80,6 +81,7 @@ def test_event_while_run_waits_cancels_the_job(
     set_when(event, lambda: slow_scheduler.stats.polls >= 1)
     with pytest.raises(ExecutionCancelledError):
         slow_backend.run({"bell": BELL}, cancellation_event=event)
+    slow_backend.close()  # waits for the cleanup that cancels the job
     assert [job.status for job in slow_scheduler.jobs()] == ["CANCELLED"]
 
 

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from asyncjob import AsyncJobClient, JobStatus, PollingPolicy
-from asyncjob import _client as client_module
+from asyncjob import _journal_writer as writer_module
 from asyncjob.local import LocalScheduler
 
 from ..conftest import BELL
@@ -26,17 +26,17 @@ async def test_the_journal_is_opened_once_by_concurrent_tasks(
 ) -> None:
     opened: list[Any] = []
 
-    class CountingJournal(client_module.Journal):
-        def __init__(self, path: Any) -> None:
+    class CountingJournal(writer_module.Journal):
+        def __init__(self, path: Any, **options: Any) -> None:
             opened.append(path)
-            super().__init__(path)
+            super().__init__(path, **options)
 
-    monkeypatch.setattr(client_module, "Journal", CountingJournal)
+    monkeypatch.setattr(writer_module, "Journal", CountingJournal)
     client = AsyncJobClient("http://127.0.0.1:1/api/", TOKEN, journal=tmp_path / "j.sqlite3")
     journals: list[Any] = []
 
-    async def use() -> None:
-        journals.append(await client._journal())
+    async def use() -> None:  # each opens it from a worker thread of its own
+        journals.append(await client._from_journal(lambda journal: journal))
 
     async with anyio.create_task_group() as tg:
         for _ in range(20):

@@ -1,0 +1,65 @@
+"""Cleanup that outlives a cancelled call: cancelling the job it may have created.
+
+A cancelled call returns at once and starts no request itself; what still has
+to happen on the server runs here, as a task on the client's own event loop,
+bounded by `CLEANUP_TIMEOUT`, and `AsyncJobClient.aclose()` waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+__all__ = ["CLEANUP_TIMEOUT", "Cleanups"]
+
+logger = logging.getLogger("asyncjob")
+
+CLEANUP_TIMEOUT = 10.0
+"""Seconds one cleanup may take (its requests and their retries included)."""
+
+
+class Cleanups:
+    """The cleanup tasks of one client, each bounded in time."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def start(self, func: Callable[[], Awaitable[None]], what: str) -> asyncio.Task[None]:
+        """Run `func()` in the background on the running loop; `what` names it in logs."""
+        task = asyncio.get_running_loop().create_task(
+            _bounded(func, what), name="asyncjob-cleanup"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def wait(self) -> None:
+        """Wait for the cleanups running on this loop (each ends within its own bound)."""
+        loop = asyncio.get_running_loop()
+        mine = [task for task in self._tasks if task.get_loop() is loop]
+        if not mine:
+            return
+        _, late = await asyncio.wait(mine, timeout=CLEANUP_TIMEOUT + 1)
+        for task in late:  # not expected: each task bounds itself
+            task.cancel()
+
+
+async def _bounded(func: Callable[[], Awaitable[None]], what: str) -> None:
+    with anyio.move_on_after(CLEANUP_TIMEOUT) as scope:
+        try:
+            await func()
+        except Exception as exc:
+            logger.warning("%s failed (%s); resume() can finish it from the journal", what, exc)
+            return
+    if scope.cancelled_caught:
+        logger.warning(
+            "%s timed out after %.0f s; resume() can finish it from the journal",
+            what,
+            CLEANUP_TIMEOUT,
+        )

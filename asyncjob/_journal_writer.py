@@ -1,0 +1,350 @@
+"""The journal writer: the event loop queues typed records, one thread commits them in batches.
+
+Recording is O(1) and never blocks: `record()` appends to an in-memory queue.
+A writer thread (started on the first record, ended after a second idle or by
+`close()`) commits everything queued in ONE transaction (group commit), with a
+short busy timeout; it lingers a few milliseconds first (1 ms when someone
+waits for a record), so that more records share the transaction. A journal
+that is locked or failing is *degraded*: a warning the first time, its
+records kept queued and retried with backoff (beyond `MAX_QUEUED`, status
+history and results are dropped first), and nobody waits for it.
+
+The records crash recovery depends on (a submission before its `job/init/`,
+a chunk before its upload) are awaited with `durable()`: it returns once the
+record is committed, at once when the journal is degraded, and after
+`BARRIER_WAIT` at most (a slower write degrades the journal); it is cancellable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections import deque
+from pathlib import Path
+
+import anyio
+
+from ._journal import Journal
+from ._journal_records import ESSENTIAL, Record
+
+__all__ = ["BARRIER_WAIT", "BUSY_TIMEOUT", "MAX_QUEUED", "JournalWriter"]
+
+logger = logging.getLogger("asyncjob")
+
+BUSY_TIMEOUT = 0.05
+"""Seconds a write waits for another process's transaction before the journal is degraded."""
+BARRIER_WAIT = 0.25
+"""Longest wait in `durable()`: a write slower than this degrades the journal."""
+MAX_QUEUED = 200_000
+"""Records kept while the journal is degraded before status history and results are dropped."""
+MAX_BATCH = 5_000
+"""Records committed in one transaction at most."""
+LINGER, LINGER_WAITED = 0.005, 0.001
+"""Seconds the writer waits for more records before a commit: nobody waits for it, someone does."""
+IDLE = 1.0
+"""Seconds without a record after which the writer thread ends (the next record starts one)."""
+RETRY_FIRST, RETRY_MAX = 0.1, 5.0
+"""Backoff between two attempts to write to a degraded journal."""
+
+_Waiter = tuple[int, asyncio.AbstractEventLoop, anyio.Event]
+
+_writers: weakref.WeakSet[JournalWriter] = weakref.WeakSet()
+_fork_hook: list[bool] = []
+
+
+class JournalWriter:
+    """Writes records to the journal at `path` off the event loop; see the module docstring."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._open_lock = threading.Lock()
+        self._journal: Journal | None = None
+        self._broken = False
+        self._warned = False
+        self._reset()
+        _writers.add(self)
+        if not _fork_hook and hasattr(os, "register_at_fork"):
+            _fork_hook.append(True)
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+
+    def _reset(self) -> None:
+        """Empty queue, no thread: at creation, and in a forked child (the parent writes)."""
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[int, Record]] = deque()
+        self._tickets = itertools.count(1)
+        self._last = 0
+        self._done = 0
+        """Every record up to this ticket is written (or given up)."""
+        self._waiters: list[_Waiter] = []
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._writing = False
+        self._degraded: str | None = None
+        self._shed_logged = False
+        self.transactions = 0
+        """Transactions committed so far (by this process)."""
+        self.written = 0
+        """Records committed so far (by this process)."""
+
+    def __repr__(self) -> str:
+        return f"JournalWriter({str(self.path)!r})"
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the journal is not being written right now (None: it is)."""
+        return self._degraded
+
+    @property
+    def queued(self) -> int:
+        """Records waiting to be written."""
+        return len(self._queue)
+
+    def journal(self) -> Journal | None:
+        """The journal, opened on first use; None when disabled for good or locked right now."""
+        try:
+            return self._open()
+        except sqlite3.Error:
+            return None
+
+    def _open(self) -> Journal | None:
+        """Open the journal once; a file that cannot be opened at all disables journaling.
+
+        A locked file raises (the writer retries); anything else is final: a
+        read-only home must not stop anyone from running jobs.
+        """
+        with self._open_lock:
+            if self._journal is None and not self._broken:
+                try:
+                    self._journal = Journal(self.path, busy_timeout=BUSY_TIMEOUT)
+                except (OSError, sqlite3.Error) as exc:
+                    if _locked(exc):
+                        raise
+                    self._broken = True
+                    logger.warning(
+                        "journal %s cannot be opened (%s); not journaling", self.path, exc
+                    )
+                    self._give_up()
+            return self._journal
+
+    # -- the event loop's side ------------------------------------------------
+
+    def record(self, record: Record) -> int:
+        """Queue `record` for writing; returns its ticket for `durable()`. Never blocks."""
+        if self._broken:
+            return 0
+        with self._cond:
+            ticket = self._last = next(self._tickets)
+            self._queue.append((ticket, record))
+            if len(self._queue) > MAX_QUEUED:
+                self._shed()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="asyncjob-journal", daemon=True
+                )
+                self._thread.start()
+            else:
+                self._cond.notify()
+        return ticket
+
+    async def durable(self, ticket: int) -> None:
+        """Wait until record `ticket` is committed; not at all while the journal is degraded.
+
+        Waits `BARRIER_WAIT` at most (then degrades the journal); cancellable.
+        """
+        if ticket <= self._done or self._degraded is not None or self._broken:
+            return
+        event = anyio.Event()
+        with self._cond:
+            if ticket <= self._done or self._degraded is not None or self._broken:
+                return
+            self._waiters.append((ticket, asyncio.get_running_loop(), event))
+            self._cond.notify()  # a shorter linger: someone waits
+        with anyio.move_on_after(BARRIER_WAIT) as wait:
+            await event.wait()
+        if wait.cancelled_caught:
+            self._degrade(f"a write took more than {BARRIER_WAIT} s")
+
+    async def flush(self) -> None:
+        """Wait for everything recorded so far, as `durable()` does."""
+        await self.durable(self._last)
+
+    def settle(self, patience: float = 60.0) -> bool:
+        """Block until everything queued is written and the thread is idle (tests, benches)."""
+        deadline = time.monotonic() + patience
+        with self._cond:
+            while self._queue or self._writing:
+                if (left := deadline - time.monotonic()) <= 0:
+                    return False
+                self._cond.wait(min(left, 0.01))
+        return True
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Write what is queued (one last attempt if degraded), end the thread, close the file.
+
+        Blocking: call it off the event loop. Waits `timeout` at most.
+        """
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning(
+                    "journal %s: still writing after %.0f s; %d records may be lost",
+                    self.path,
+                    timeout,
+                    len(self._queue),
+                )
+                return
+        with self._cond:
+            self._closing = False
+        journal = self._journal
+        if journal is not None:
+            journal.close()
+
+    # -- the writer thread ----------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = RETRY_FIRST
+        while True:
+            with self._cond:
+                while not self._queue:
+                    if self._closing or (not self._cond.wait(IDLE) and not self._queue):
+                        self._thread = None
+                        return
+                self._linger()
+                batch = list(itertools.islice(self._queue, MAX_BATCH))
+                self._writing = True
+            try:
+                journal = self._open()
+                if journal is None:
+                    self._writing = False
+                    continue  # disabled for good: `_give_up` emptied the queue
+                journal.write(record for _, record in batch)
+            except (OSError, sqlite3.Error) as exc:
+                self._writing = False
+                self._degrade(str(exc))
+                if self._closing:  # that was the last attempt
+                    self._stop_writing()
+                    return
+                self._pause(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+                continue
+            backoff = RETRY_FIRST
+            self._committed(batch[-1][0], len(batch))
+
+    def _linger(self) -> None:
+        """Under the lock: wait a little for more records (less when someone waits)."""
+        start = time.monotonic()
+        while not self._closing and len(self._queue) < MAX_BATCH:
+            left = start + (LINGER_WAITED if self._waiters else LINGER) - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
+    def _committed(self, ticket: int, count: int) -> None:
+        with self._cond:
+            self._writing = False
+            self._cond.notify_all()
+            self.transactions += 1
+            self.written += count
+            while self._queue and self._queue[0][0] <= ticket:
+                self._queue.popleft()
+            self._done = max(self._done, ticket)
+            if self._degraded is not None:
+                logger.info("journal %s: writing again", self.path)
+                self._degraded = None
+            ready = [w for w in self._waiters if w[0] <= self._done]
+            self._waiters = [w for w in self._waiters if w[0] > self._done]
+        _wake(ready)
+
+    def _pause(self, backoff: float) -> None:
+        """Wait before the next attempt; `close()` cuts the wait short for a last one."""
+        deadline = time.monotonic() + backoff
+        with self._cond:
+            while not self._closing and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+
+    def _stop_writing(self) -> None:
+        """Closing, and the journal still cannot be written: give up what is queued."""
+        with self._cond:
+            self._thread = None
+            lost = len(self._queue)
+        if lost:
+            logger.warning(
+                "journal %s: %d records could not be written (%s)", self.path, lost, self._degraded
+            )
+        self._give_up()
+
+    # -- either side ----------------------------------------------------------
+
+    def _degrade(self, reason: str) -> None:
+        """Stop anyone waiting for the journal; log it (a warning the first time)."""
+        with self._cond:
+            first = self._degraded is None
+            self._degraded = reason
+            ready, self._waiters = self._waiters, []
+        if first:  # a warning the first time only: under load, slow writes come and go
+            logger.log(
+                logging.INFO if self._warned else logging.WARNING,
+                "journal %s is not being written (%s); skipped, retried in the background",
+                self.path,
+                reason,
+            )
+            self._warned = True
+        _wake(ready)
+
+    def _give_up(self) -> None:
+        """Forget what is queued and release every waiter."""
+        with self._cond:
+            self._queue.clear()
+            self._done = self._last
+            ready, self._waiters = self._waiters, []
+        _wake(ready)
+
+    def _shed(self) -> None:
+        """Too much queued (called under the lock): drop status history and results."""
+        before = len(self._queue)
+        self._queue = deque(item for item in self._queue if isinstance(item[1], ESSENTIAL))
+        if not self._shed_logged:
+            self._shed_logged = True
+            logger.warning(
+                "journal %s: %d records queued; status history and results are dropped",
+                self.path,
+                before,
+            )
+
+
+def _wake(waiters: list[_Waiter]) -> None:
+    """Set each waiter's event on its own loop (one call per loop)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[anyio.Event]] = {}
+    for _, loop, event in waiters:
+        by_loop.setdefault(loop, []).append(event)
+    for loop, events in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_set_all, events)
+
+
+def _set_all(events: list[anyio.Event]) -> None:
+    for event in events:
+        event.set()
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_writers):
+        writer._open_lock = threading.Lock()
+        writer._reset()

@@ -1,0 +1,162 @@
+"""The journal is off the critical path: a locked journal holds up nothing, writes are grouped.
+
+Another process holds the journal's write lock (`BEGIN EXCLUSIVE`) while the
+client submits, polls, is cancelled and cancels: every call goes through, the
+journal is reported degraded once, and the records are written once the lock
+is released, in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from yarl import URL
+
+from asyncjob import AsyncJobClient, ExecutionCancelledError, JobStatus
+from asyncjob._journal import SUBMITTED, Journal
+from asyncjob.local import LocalScheduler
+
+from .conftest import BASE, BELL, TOKEN, CallbackResult, aioresponses
+
+HOLDER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def locked_by_another_process(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Hold the journal's write lock from another process until the block ends."""
+    Journal(path).close()  # the file exists, in WAL mode
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        yield holder
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
+
+
+def size_on_disk(directory: Path) -> int:
+    """Bytes of every file in `directory` (the journal, its log and shared memory)."""
+    return sum(p.stat().st_size for p in directory.iterdir())
+
+
+def degraded_warnings(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("is not being written" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_journal_locked_by_another_process_holds_up_no_call(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    caplog.set_level("WARNING", logger="asyncjob")
+    async with LocalScheduler(job_duration=60) as server:
+        client = AsyncJobClient(server.base_url, server.token, journal=path, polling_interval=0.01)
+        async with client:
+            with locked_by_another_process(path) as holder, anyio.fail_after(20):
+                handle = await client.submit_circuits({"a": BELL, "b": BELL})
+                assert await client.poll_job_status(handle) is not JobStatus.COMPLETED
+                event = threading.Event()
+                with pytest.raises(ExecutionCancelledError):
+                    await client.poll_job_status(
+                        handle,
+                        loop_until_complete=True,
+                        progress_callback=lambda attempt, status: event.set(),
+                        cancellation_event=event,
+                    )
+                await client.cancel_job(handle)
+                # Every call is over, the lock still held: nothing could be written.
+                assert holder.poll() is None
+                assert client._writer is not None and client._writer.degraded is not None
+                assert Journal(path).find(server.base_url, handle.job_id or "") is None
+            assert degraded_warnings(caplog) == 1
+        # The lock is gone: closing the client wrote everything.
+        entry = Journal(path).find(server.base_url, handle.job_id or "")
+        assert entry is not None
+        assert (entry.state, entry.labels) == (SUBMITTED, ("a", "b"))
+        assert entry.status in ("PENDING", "SCHEDULED", "RUNNING")  # what the polls saw
+
+
+async def test_records_are_written_in_groups(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    jobs = 20
+
+    def init(url: URL, **kwargs: Any) -> CallbackResult:
+        return CallbackResult(payload={"job_id": kwargs["headers"]["Idempotency-Key"]})
+
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+        writer = client._writer
+        assert writer is not None
+        with aioresponses() as m:
+            m.post(BASE + "job/init/", callback=init, repeat=True)
+            m.post(URL(BASE + "job/").with_path("/api/job/", encoded=True), repeat=True)
+            for_any_job = __import__("re").compile(r".*/job/[^/]+/add_circuits/$")
+            m.post(for_any_job, payload={}, repeat=True)
+            with locked_by_another_process(path):
+                async with anyio.create_task_group() as tg:
+                    for i in range(jobs):
+                        tg.start_soon(client.submit_circuits, {f"c{i}": BELL})
+                assert writer.transactions == 0
+                assert writer.queued == jobs * 5  # begin, chunk, created, chunk sent, submitted
+    # The lock was released before closing: one transaction wrote the whole backlog.
+    assert (writer.transactions, writer.written) == (1, jobs * 5)
+    entries = Journal(path).entries(limit=100)
+    assert len(entries) == jobs
+    assert all(e.state == SUBMITTED for e in entries)
+
+
+async def test_the_journal_stays_small_after_a_large_submission(tmp_path: Path) -> None:
+    """Chunk bodies go once the submission is done, and their pages go back to the disk."""
+    path = tmp_path / "j.sqlite3"
+    circuits = {f"c{i:05d}": BELL + "// " + os.urandom(200).hex() + "\n" for i in range(5_000)}
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+        with aioresponses() as m:
+            m.post(BASE + "job/init/", payload={"job_id": "j1"})
+            m.post(BASE + "job/j1/add_circuits/", payload={}, repeat=True)
+            await client.submit_circuits(circuits)
+    # Bodies of ~2.5 MB went through it; 2 MB per 10,000 circuits is the budget.
+    assert size_on_disk(tmp_path) <= 1_000_000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_gets_a_writer_of_its_own(tmp_path: Path) -> None:
+    """The parent's writer thread does not exist in a child: the child starts its own."""
+    from asyncjob._journal_records import Begin
+    from asyncjob._journal_writer import JournalWriter
+
+    path = tmp_path / "j.sqlite3"
+    writer = JournalWriter(path)
+    writer.record(Begin("parent", BASE, ("a",), {}))
+    assert writer._thread is not None  # running (or just done) when the fork happens
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            writer.record(Begin("child", BASE, ("b",), {}))
+            writer.close(timeout=20)
+            code = 0 if writer.written == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    writer.close(timeout=20)
+    assert {e.key for e in Journal(path).entries()} == {"parent", "child"}
