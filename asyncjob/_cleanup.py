@@ -25,19 +25,33 @@ class Cleanups:
     """The cleanup tasks of one client, each bounded in time."""
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], str | None] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def start(self, func: Callable[[], Awaitable[None]], what: str) -> asyncio.Task[None]:
-        """Run `func()` in the background on the running loop; `what` names it in logs."""
+    def start(
+        self, func: Callable[[], Awaitable[None]], what: str, key: str | None = None
+    ) -> asyncio.Task[None]:
+        """Run `func()` in the background on the running loop; `what` names it in logs.
+
+        `key` (a submission's) lets `join` find it.
+        """
         task = asyncio.get_running_loop().create_task(
             _bounded(func, what), name="asyncjob-cleanup"
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = key
+        task.add_done_callback(self._forget)
         return task
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+
+    async def join(self, key: str) -> None:
+        """Wait for the cleanups of submission `key` (a cancellation ends the wait only)."""
+        mine = [task for task, of in self._tasks.items() if of == key]
+        if mine:
+            await asyncio.wait(mine)
 
     async def wait(self) -> None:
         """Wait for the cleanups running on this loop (each ends within its own bound)."""

@@ -265,7 +265,12 @@ class AsyncJobClient:
                 )
         except BaseExceptionGroup as group:
             # The producer's own error, rather than the upload's note that it stopped.
-            raise _first_leaf(group.split(_ChunksEnded)[1] or group) from None
+            error = _first_leaf(group.split(_ChunksEnded)[1] or group)
+            if not isinstance(error, anyio.get_cancelled_exc_class()):
+                # The upload saw the producer's failure as a cancellation: wait here.
+                with anyio.move_on_after(_CLEANUP_TIMEOUT):
+                    await self._cleanups.join(key)
+            raise error from None
         logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
         return ExecutionResult(job_id=job_id, backend_jobs=sent)
 
@@ -401,7 +406,7 @@ class AsyncJobClient:
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
         if cancelled and key is not None:
             self._log(Cancelling(key))
-        task = self._cleanups.start(func, f"cancelling the job of {what}")
+        task = self._cleanups.start(func, f"cancelling the job of {what}", key)
         if not cancelled:
             with anyio.move_on_after(_CLEANUP_TIMEOUT):
                 await asyncio.wait([task])  # a cancellation ends the wait, not the cleanup
