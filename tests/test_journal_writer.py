@@ -117,8 +117,10 @@ async def test_records_are_written_in_groups(tmp_path: Path) -> None:
                         tg.start_soon(client.submit_circuits, {f"c{i}": BELL})
                 assert writer.transactions == 0
                 assert writer.queued == jobs * 5  # begin, chunk, created, chunk sent, submitted
-    # The lock was released before closing: one transaction wrote the whole backlog.
-    assert (writer.transactions, writer.written) == (1, jobs * 5)
+    # The lock was released before closing: the backlog went in one transaction (two when
+    # an attempt begun on part of it, waiting out its busy timeout, met the release).
+    assert writer.written == jobs * 5
+    assert writer.transactions <= 2
     entries = Journal(path).entries(limit=100)
     assert len(entries) == jobs
     assert all(e.state == SUBMITTED for e in entries)
