@@ -9,6 +9,7 @@ HTML-free, token-free line.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
@@ -78,6 +79,18 @@ class Sender:
         self.transport = transport
         self.requests_sent = 0
         self.closed = False
+        self._slots: tuple[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = None
+
+    def _slot(self) -> anyio.CapacityLimiter:
+        """The running loop's limiter of requests in flight (one per pooled connection).
+
+        A request waits here, before its timeout starts, rather than in the pool:
+        thousands of concurrent calls queue up instead of timing out.
+        """
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, anyio.CapacityLimiter(self._config.limits.max_connections))
+        return self._slots[1]
 
     async def aclose(self) -> None:
         """Close the transport; every request from then on is a `ClientClosedError`."""
@@ -172,8 +185,9 @@ class Sender:
         self.requests_sent += 1
         try:
             # One deadline for the whole exchange, connecting and body read included.
-            with anyio.fail_after(request.timeout):
-                response = await self.transport.handle_request(request)
+            async with self._slot():
+                with anyio.fail_after(request.timeout):
+                    response = await self.transport.handle_request(request)
         except TimeoutError as exc:
             if isinstance(exc, AsyncJobError):
                 raise
