@@ -19,6 +19,7 @@ asyncjob never imports divi.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, NoReturn
@@ -42,8 +43,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ._backend import JobBackend
 from ._batch import encode_circuit
 from ._errors import ExecutionCancelledError, JobFailedError
+from ._ham_padding import pad_ham_ops
 from ._models import JobStatus, Response
 from ._parametric import ParametricCircuit, bind_template
+from ._qasm import circuit_qubits
 
 __all__ = [
     "DiviBackend",
@@ -218,9 +221,22 @@ class DiviBackend(CircuitRunner):  # type: ignore[misc]
 
         `backend_jobs` is the number of chunks the batch was sent in. A set
         `cancellation_event` cancels a job already created and raises
-        `DiviExecutionCancelledError`.
+        `DiviExecutionCancelledError`. `ham_ops` terms shorter than their
+        circuits are padded onto its first qubits, with a warning, as divi's
+        own runners do (results are keyed by the padded terms).
         """
         batch, depths = self._batch(payloads)
+        if isinstance(kwargs.get("ham_ops"), str):
+            kwargs["ham_ops"], example = pad_ham_ops(
+                kwargs["ham_ops"], kwargs.get("circuit_ham_map"), _widths(batch)
+            )
+            if example is not None:
+                warnings.warn(
+                    "ham_ops terms shorter than their circuit are padded onto its first "
+                    f"qubits, e.g. {example[0]!r} -> {example[1]!r}",
+                    UserWarning,
+                    stacklevel=2,
+                )
         if self.track_depth:
             self._depth_history.append(depths())
         try:
@@ -322,6 +338,19 @@ def _pieces(payload: Any, *, bind: bool) -> list[ParametricCircuit | tuple[str, 
         return [(label, payload.circuit) for label, _ in payload.parameter_sets]
     circuit = ParametricCircuit(payload.circuit, payload.parameter_names, payload.parameter_sets)
     return list(circuit.bound().items()) if bind else [circuit]
+
+
+def _widths(batch: Any) -> list[int]:
+    """The qubit count of each circuit of a batch `_batch` made, in submission order."""
+    if isinstance(batch, Mapping):
+        return [circuit_qubits(source) for source in batch.values()]
+    widths: list[int] = []
+    for piece in batch:
+        if isinstance(piece, ParametricCircuit):
+            widths += [circuit_qubits(piece.template)] * len(piece.parameter_sets)
+        else:
+            widths.append(circuit_qubits(piece[1]))
+    return widths
 
 
 def _piece_depths(pieces: Sequence[ParametricCircuit | tuple[str, str]]) -> list[int]:
