@@ -6,14 +6,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 from divi.backends import JobFailedError
+from divi.exceptions import ExecutionCancelledError
+from divi.pipeline import CircuitPipeline, PipelineEnv
+from divi.pipeline.stages import MeasurementStage, QiskitSpecStage
 from divi.qprog import VQE, HartreeFockAnsatz, ScipyMethod, ScipyOptimizer
 from divi.qprog.problems import HamiltonianProblem
+from qiskit import QuantumCircuit
 
 from asyncjob.local import FaultConfig, LocalScheduler, ThreadedScheduler
 
@@ -56,15 +61,7 @@ def test_ctrl_c_during_a_vqe_cancels_the_remote_job(slow: ThreadedScheduler) -> 
         text=True,
     )
     try:
-        scheduler = slow.scheduler
-
-        async def running() -> None:
-            with anyio.fail_after(60):
-                await scheduler.wait_until(
-                    lambda: any(job.status == "RUNNING" for job in scheduler.jobs())
-                )
-
-        slow.call(running)
+        _wait_for_a_running_job(slow)
         os.kill(process.pid, signal.SIGINT)
         out, err = process.communicate(timeout=60)
     finally:
@@ -73,5 +70,51 @@ def test_ctrl_c_during_a_vqe_cancels_the_remote_job(slow: ThreadedScheduler) -> 
         process.wait()
     assert process.returncode == 3, err
     assert out == "cancelled: DiviExecutionCancelledError\n"
+    [job] = slow.jobs()
+    assert slow.wait_for_status(job.id).status == "CANCELLED"
+
+
+def _wait_for_a_running_job(threaded: ThreadedScheduler) -> None:
+    scheduler = threaded.scheduler
+
+    async def running() -> None:
+        with anyio.fail_after(60):
+            await scheduler.wait_until(
+                lambda: any(job.status == "RUNNING" for job in scheduler.jobs())
+            )
+
+    threaded.call(running)
+
+
+def test_setting_divis_event_during_a_pipeline_cancels_the_remote_job(
+    slow: ThreadedScheduler,
+) -> None:
+    """The event path, not only SIGINT: divi's pipeline catches our error and cancels."""
+    bell = QuantumCircuit(2, 2)
+    bell.h(0)
+    bell.cx(0, 1)
+    bell.measure([0, 1], [0, 1])
+    event = threading.Event()
+    pipeline = CircuitPipeline(stages=[QiskitSpecStage(), MeasurementStage()])
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        env = PipelineEnv(backend=backend, cancellation_event=event)
+        try:
+            pipeline.run(initial_spec=bell, env=env)
+        except BaseException as exc:  # handed to the test thread
+            raised.append(exc)
+
+    with divi_backend(slow) as backend:
+        worker = threading.Thread(target=run)
+        worker.start()
+        try:
+            _wait_for_a_running_job(slow)
+        finally:
+            event.set()
+            worker.join(60)
+    assert not worker.is_alive()
+    [error] = raised
+    assert isinstance(error, ExecutionCancelledError)
     [job] = slow.jobs()
     assert slow.wait_for_status(job.id).status == "CANCELLED"
