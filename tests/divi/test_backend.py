@@ -17,6 +17,7 @@ from divi.backends import (
     JobStatus,
     JobTimedOutError,
     JobType,
+    QiskitSimulator,
 )
 from divi.circuits import CircuitPayload
 from divi.exceptions import ExecutionCancelledError
@@ -195,3 +196,32 @@ def test_a_set_event_ends_the_wait_with_divis_cancellation_error(slow: ThreadedS
         assert slow.job(handle.job_id).status == "CANCELLED"  # type: ignore[union-attr]
         with pytest.raises(ExecutionCancelledError):
             backend.submit_circuits({"a": BELL}, cancellation_event=event)
+
+
+def test_depth_history_is_divis_for_bound_and_parametric_batches(
+    sampler: ThreadedScheduler,
+) -> None:
+    """One list of depths per submission, one depth per circuit, as divi's simulator records."""
+    theta = Parameter("w_0[0]")
+    rows = tuple((f"r{i}", (0.5 * i,)) for i in range(3))
+    parametric = CircuitPayload(circuit=TEMPLATE, parameters=(theta,), parameter_sets=rows)
+    deep = BELL.replace("cx q[0],q[1];", "cx q[0],q[1];\ncx q[0],q[1];\nh q[1];")
+    bound = {"bell": BELL, "deep": deep}
+    reference = QiskitSimulator(shots=10, track_depth=True)
+    reference.submit_circuits(bound)
+    reference.submit_circuits(
+        {label: TEMPLATE.replace("w_0[0]", str(value)) for label, (value,) in rows}
+    )
+    bound_depths, _ = reference.depth_history
+    assert bound_depths[0] != bound_depths[1]  # the check below can tell circuits apart
+    for mode in (True, "auto"):
+        with divi_backend(sampler, parametric=mode, track_depth=True) as backend:
+            wait(backend, backend.submit_circuits(bound))
+            wait(backend, backend.submit_circuits([parametric]))
+            assert backend.depth_history == reference.depth_history
+            assert backend.average_depth() == reference.average_depth()
+            backend.clear_depth_history()
+            assert backend.depth_history == []
+    with divi_backend(sampler) as untracked:
+        wait(untracked, untracked.submit_circuits(bound))
+        assert untracked.depth_history == []
