@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -225,3 +227,44 @@ def test_depth_history_is_divis_for_bound_and_parametric_batches(
     with divi_backend(sampler) as untracked:
         wait(untracked, untracked.submit_circuits(bound))
         assert untracked.depth_history == []
+
+
+class _StatusHandler(http.server.BaseHTTPRequestHandler):
+    """Every job is in the status the test sets: ones the local scheduler never reaches."""
+
+    status = "RUNNING"
+
+    def do_GET(self) -> None:
+        body = json.dumps({"status": self.status}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("status", "divi_error"),
+    [("INSUFFICIENT_CREDITS", InsufficientCreditsError), ("TIMED_OUT", JobTimedOutError)],
+)
+def test_insufficient_credits_and_timed_out_raise_divis_errors_when_waiting(
+    status: str, divi_error: type[Exception]
+) -> None:
+    handler = type("Handler", (_StatusHandler,), {"status": status})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        serving = threading.Thread(target=server.serve_forever)
+        serving.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/api/"
+            with DiviBackend(url, "t0ken", journal=False) as backend:
+                assert backend.poll_job_status("j1") == status
+                with pytest.raises(divi_error) as caught:
+                    backend.poll_job_status("j1", loop_until_complete=True, verbose=False)
+        finally:
+            server.shutdown()
+            serving.join()
+    assert isinstance(caught.value, asyncjob.JobFailedError)
+    assert caught.value.job_id == "j1" and caught.value.status == status  # type: ignore[attr-defined]
