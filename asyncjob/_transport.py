@@ -54,8 +54,9 @@ class Request:
 class AsyncTransport(abc.ABC):
     """Sends one request and returns its fully read response.
 
-    Raise `ConnectionFailedError` when no answer came (or it was cut short)
-    and `ProtocolError` for an answer that is not usable HTTP; any status is a
+    Raise `ConnectionFailedError` when no usable answer came (none, one cut
+    short, or one that is not HTTP: all worth a retry) and `ProtocolError` for
+    an answer the client must not read (over its size limit); any status is a
     `Response`, not an error. `aclose()` releases what the transport holds;
     the client calls it when it is closed.
     """
