@@ -275,6 +275,8 @@ def _drop(session: aiohttp.ClientSession) -> None:
 
     The session lets go of its pool, whose connections are dropped (what
     aiohttp's own finalizer would do), without aiohttp's anonymous warning.
+    On a loop already closed aiohttp drops nothing: each socket is then closed
+    by asyncio's transport finalizer, which warns "unclosed transport".
     """
     connector = session.connector
     session.detach()
