@@ -7,6 +7,8 @@ scheduler must hand back the same keys and values.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from divi.backends import QiskitSimulator
 from divi.circuits import CircuitPayload
@@ -23,11 +25,11 @@ THREE = (
 TWO = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nx q[1];\n'
 
 
-def _by_label(results: list[dict[str, object]]) -> dict[object, object]:
+def _by_label(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {row["label"]: row["results"] for row in results}
 
 
-def _reference(circuits: dict[str, str], **options: object) -> dict[object, object]:
+def _reference(circuits: dict[str, str], **options: Any) -> dict[str, Any]:
     with pytest.warns(UserWarning, match="padded"):
         return _by_label(QiskitSimulator().submit_circuits(circuits, **options).results)
 
@@ -44,11 +46,9 @@ def test_short_terms_are_padded_as_divis_simulator_pads_them(
         got = _by_label(backend.get_job_results(handle).results)
     assert set(got) == {"a", "b"}
     for label, values in got.items():
-        assert isinstance(values, dict) and set(values) == {"ZII", "IZI", "XYI"}
-        reference = expected[label]
-        assert isinstance(reference, dict)
+        assert set(values) == {"ZII", "IZI", "XYI"}
         for term, value in values.items():
-            assert value == pytest.approx(reference[term], abs=1e-9)
+            assert value == pytest.approx(expected[label][term], abs=1e-9)
 
 
 def test_parametric_payloads_and_groups_are_padded_per_circuit_width(
@@ -69,11 +69,11 @@ def test_parametric_payloads_and_groups_are_padded_per_circuit_width(
             handle = backend.submit_circuits(payloads, **options)
         backend.poll_job_status(handle, loop_until_complete=True, verbose=False)
         got = _by_label(backend.get_job_results(handle).results)
-    assert set(got["r0"]) == set(got["r1"]) == {"ZII", "XII"}  # type: ignore[arg-type]
-    assert set(got["two"]) == {"ZI"}  # type: ignore[arg-type]
+    assert set(got["r0"]) == set(got["r1"]) == {"ZII", "XII"}
+    assert set(got["two"]) == {"ZI"}
     for label, values in got.items():
-        for term, value in values.items():  # type: ignore[attr-defined]
-            assert value == pytest.approx(expected[label][term], abs=1e-9)  # type: ignore[index]
+        for term, value in values.items():
+            assert value == pytest.approx(expected[label][term], abs=1e-9)
 
 
 def test_short_terms_on_circuits_of_different_widths_are_refused(
