@@ -337,6 +337,16 @@ async def test_a_client_never_used_does_not_warn() -> None:
         gc.collect()
 
 
+async def test_a_client_over_a_mock_transport_holds_nothing_to_warn_about() -> None:
+    client = client_with(replies(json_response({"status": "RUNNING"})))[0]
+    await client.poll_job_status("j1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del client
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
 def test_version_comes_from_the_package_metadata() -> None:
     assert asyncjob.__version__ == importlib.metadata.version(DISTRIBUTION)
 
