@@ -55,7 +55,7 @@ class RetryPolicy:
     max_backoff: float = attrs.field(default=10.0, validator=_positive)
     """Cap of one backoff, in seconds."""
     max_retry_after: float = attrs.field(default=60.0, validator=_positive)
-    """Longest `Retry-After` honoured; a larger hint is clamped to this."""
+    """Longest `Retry-After` waited for; a larger hint ends retrying at once."""
     jitter: bool = True
     """Full jitter: sleep uniformly in [0, backoff]. Off gives exact backoffs."""
     budget: float | None = attrs.field(default=120.0, validator=_positive)
@@ -69,7 +69,7 @@ class RetryPolicy:
     def backoff(self, retry: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `retry` (1-based), budget aside."""
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
+            return max(retry_after, 0.0)
         ceiling = min(self.max_backoff, self.initial * (2 ** (retry - 1)))
         return random.uniform(0, ceiling) if self.jitter else ceiling
 
@@ -78,11 +78,14 @@ class RetryPolicy:
     ) -> float | None:
         """Seconds to wait before retry number `retry`, or None: no retry.
 
-        None when the attempts are used up, or when the wait would end past the
-        budget (`elapsed` seconds of the call are already spent): retrying
-        earlier than `Retry-After` asks would only be refused again.
+        None when the attempts are used up, when `Retry-After` asks for more
+        than `max_retry_after`, or when the wait would end past the budget
+        (`elapsed` seconds of the call are already spent): retrying earlier
+        than `Retry-After` asks would only be refused again.
         """
         if retry >= self.attempts:
+            return None
+        if retry_after is not None and retry_after > self.max_retry_after:
             return None
         wait = self.backoff(retry, retry_after)
         budget = math.inf if self.budget is None else self.budget

@@ -398,7 +398,8 @@ async def test_backoff_grows_exponentially_with_full_jitter() -> None:
     jittered = RetryPolicy(initial=1.0, max_backoff=5.0)
     samples = [jittered.backoff(3) for _ in range(200)]
     assert all(0 <= s <= 4.0 for s in samples) and len(set(samples)) > 100
-    assert RetryPolicy().backoff(1, retry_after=1000) == 60.0
+    assert RetryPolicy().backoff(1, retry_after=30) == 30.0
+    assert RetryPolicy().delay(1, retry_after=1000) is None  # past max_retry_after (60 s)
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413])

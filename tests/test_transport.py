@@ -245,29 +245,49 @@ def test_delay_honours_retry_after_within_the_cap_and_the_budget() -> None:
     policy = RetryPolicy(max_retry_after=20.0, budget=30.0, jitter=False, initial=1.0)
     assert policy.delay(1) == 1.0
     assert policy.delay(1, retry_after=7.0) == 7.0
-    assert policy.delay(1, retry_after=100.0) == 20.0  # capped
+    assert policy.delay(1, retry_after=100.0) is None  # more than max_retry_after: not retried
     assert policy.delay(1, retry_after=7.0, elapsed=25.0) is None  # would end past the budget
     assert policy.delay(5) is None  # the fifth attempt was the last
     assert RetryPolicy(budget=None).delay(1, retry_after=60.0, elapsed=1e6) == 60.0
     assert RetryPolicy.off().delay(1) is None
 
 
-async def test_an_http_date_retry_after_is_honoured(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="asyncjob")
+async def test_an_http_date_retry_after_is_honoured() -> None:
     later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), True)
     client, transport = client_with(
         replies(
             json_response({}, 429, **{"Retry-After": later}),
             json_response({"status": "RUNNING"}),
         ),
-        # An hour asked, clamped to max_retry_after: the date was read, not ignored.
-        RetryPolicy(initial=0.001, max_retry_after=0.05, jitter=False, budget=None),
+        # An hour asked, more than max_retry_after: no retry, and the hint is kept.
+        # Were the date ignored, the 429 would be retried after a plain backoff.
+        RetryPolicy(initial=0.001, max_retry_after=60.0, jitter=False, budget=None),
+    )
+    async with client:
+        with pytest.raises(RateLimitedError) as info:
+            await client.poll_job_status("j1")
+    assert len(transport.requests) == 1
+    assert info.value.retry_after is not None and 3500 < info.value.retry_after <= 3600
+
+
+async def test_a_short_http_date_retry_after_is_waited_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="asyncjob")
+    soon = email.utils.format_datetime(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5), True)
+    client, transport = client_with(
+        replies(
+            json_response({}, 429, **{"Retry-After": soon}),
+            json_response({"status": "RUNNING"}),
+        ),
+        RetryPolicy(initial=5.0, jitter=False, budget=None),
     )
     async with client:
         assert await client.poll_job_status("j1") is JobStatus.RUNNING
     assert len(transport.requests) == 2
+    # A date already past means "now", not the 5 s backoff: the date was read.
     waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
-    assert waits == ["GET job/j1/status/ answered 429; retrying in 0.05 s"]
+    assert waits == ["GET job/j1/status/ answered 429; retrying in 0 s"]
 
 
 async def test_a_wait_past_the_budget_is_not_taken() -> None:
