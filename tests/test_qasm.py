@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 
 from asyncjob import _qasm
 from asyncjob._errors import QasmValidationError
-from asyncjob._qasm import check_batch, check_circuit, circuit_clbits, circuit_qubits
+from asyncjob._qasm import (
+    _full,
+    _hot,
+    _semantics,
+    _verdict_cache,
+    check_batch,
+    check_circuit,
+    circuit_clbits,
+    circuit_qubits,
+)
 
 Q2 = 'OPENQASM 2.0;\ninclude "qelib1.inc";\n'
 Q3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
@@ -189,9 +198,9 @@ SEMANTIC = {
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
-    _qasm._cache.clear()
+    _verdict_cache._cache.clear()
     yield
-    _qasm._cache.clear()
+    _verdict_cache._cache.clear()
 
 
 def openqasm3_accepts(source: str) -> bool:
@@ -250,12 +259,12 @@ def test_semantic_errors_are_rejected_though_openqasm3_parses_them(source: str) 
 
 
 def test_common_circuits_take_the_fast_path_and_uncommon_ones_the_parser() -> None:
-    assert _qasm._hot_accepts(VALID["q2-bell"])
-    assert _qasm._hot_accepts(VALID["q3-bell"])
-    assert _qasm._hot_accepts(VALID["q2-comments"])
+    assert _hot._hot_accepts(VALID["q2-bell"])
+    assert _hot._hot_accepts(VALID["q3-bell"])
+    assert _hot._hot_accepts(VALID["q2-comments"])
     assert _qasm._fast_check(VALID["q2-param-expressions"]) is None
-    assert isinstance(_qasm._fast_check(VALID["q3-gate-definition"]), _qasm._Unsure)
-    assert isinstance(_qasm._fast_check(VALID["q3-modifiers"]), _qasm._Unsure)
+    assert isinstance(_qasm._fast_check(VALID["q3-gate-definition"]), _semantics._Unsure)
+    assert isinstance(_qasm._fast_check(VALID["q3-modifiers"]), _semantics._Unsure)
 
 
 def test_fast_rejection_does_not_parse(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -397,7 +406,7 @@ SEPARATORS = st.sampled_from(["\n", " ", "\n\n", "  \t", " // note\n", " /* c */
 def circuits(draw: st.DrawFn) -> str:
     """A valid circuit using gates of the version's library, with random operands."""
     version = draw(st.sampled_from([2, 3]))
-    table = _qasm._QELIB1 if version == 2 else _qasm._STDGATES
+    table = _semantics._QELIB1 if version == 2 else _semantics._STDGATES
     n = draw(st.integers(1, 5))
     if version == 2:
         lines = ["OPENQASM 2.0;", 'include "qelib1.inc";', f"qreg q[{n}];", f"creg c[{n}];"]
@@ -431,7 +440,7 @@ ALPHABET = [*"();,[]{}-+*/=<>.#$@!~\"' \n\tqchxpi019eE_π", "->", "//", "/*", "\
 @given(circuits())
 def test_generated_circuits_are_accepted_by_both_paths(source: str) -> None:
     assert error_of(source) is None
-    assert _qasm._hot_accepts(source) or _qasm._fast_check(source) is None
+    assert _hot._hot_accepts(source) or _qasm._fast_check(source) is None
     assert openqasm3_accepts(source)
 
 
@@ -452,9 +461,9 @@ def test_mutations_never_crash_and_fast_agrees_with_full(
     result = _qasm._fast_check(source)
     if fast is None:
         assert openqasm3_accepts(source)
-    elif isinstance(result, _qasm._Fault) and not result.semantic:
+    elif isinstance(result, _semantics._Fault) and not result.semantic:
         assert not openqasm3_accepts(source)
-    if _qasm._hot_accepts(source):
+    if _hot._hot_accepts(source):
         assert result is None
 
 
@@ -498,11 +507,11 @@ def test_cached_rejection_names_each_caller(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = counting_slow_path(monkeypatch)
-    monkeypatch.setattr(_qasm, "_CACHE_SIZE", 3)
+    monkeypatch.setattr(_verdict_cache, "_CACHE_SIZE", 3)
     sources = [VALID["q3-gate-definition"] + f"// {i}\n" for i in range(5)]
     for source in sources:
         check_circuit("x", source)
-    assert len(_qasm._cache) == 3
+    assert len(_verdict_cache._cache) == 3
     check_circuit("x", sources[-1])  # still cached
     check_circuit("x", sources[0])  # evicted: parsed again
     assert len(calls) == 6
@@ -557,7 +566,7 @@ def test_validation_in_a_forked_child_while_a_thread_holds_the_cache_lock() -> N
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with _qasm._cache_lock, _qasm._ANTLR_LOCK:
+        with _verdict_cache._cache_lock, _full._ANTLR_LOCK, _hot._statements_lock:
             held.set()
             release.wait(30)
 
@@ -576,6 +585,7 @@ def test_validation_in_a_forked_child_while_a_thread_holds_the_cache_lock() -> N
 
 def _child_validates() -> str:
     check_circuit("c", "OPENQASM 3.0;\ngate g a { U(0, 0, 0) a; }\nqubit q;\ng q;\n", full=True)
+    check_circuit("d", "OPENQASM 2.0;\nqreg in_child[1];\nU(0, 0, 0) in_child[0];\n")  # hot path
     return "ok"
 
 
