@@ -19,14 +19,14 @@ import abc
 import hashlib
 import importlib.util
 import random
-import re
 import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 
 from .._qasm import circuit_clbits, circuit_qubits
+from ._aer import AerBatcher, is_qasm3
 
 __all__ = [
     "AerExecutor",
@@ -172,9 +172,6 @@ class SamplerExecutor(Executor):
         return Expectations(values)
 
 
-_VERSION = re.compile(r"^\s*OPENQASM\s+(\d+)", re.MULTILINE)
-
-
 class AerExecutor(Executor):
     """Simulates circuits with qiskit-aer (optional extra ``asyncjob[local]``).
 
@@ -183,6 +180,8 @@ class AerExecutor(Executor):
     which needs ``qiskit-qasm3-import``. Counts keys have the register spaces
     removed; a circuit without classical bits is measured on all qubits.
     Expectation values are exact (statevector), one per requested term.
+    A job's circuits run in a few batched aer calls (see `asyncjob.local._aer`);
+    with a `seed`, the same job always gives the same counts.
     """
 
     name: ClassVar[str] = "aer"
@@ -196,73 +195,56 @@ class AerExecutor(Executor):
                 )
         self.seed = seed
         self.method = method
+        self._batcher = AerBatcher(seed=seed, method=method)
 
-    def _load(self, source: str) -> Any:
-        match = _VERSION.search(source)
-        if match and match.group(1) == "3":
-            if importlib.util.find_spec("qiskit_qasm3_import") is None:
-                raise ExecutorUnavailableError(
-                    "OpenQASM 3 circuits need qiskit-qasm3-import with the 'aer' executor: "
-                    "pip install qiskit-qasm3-import (or submit OpenQASM 2)"
-                )
-            import qiskit.qasm3
+    @staticmethod
+    def _check_qasm3(tasks: Sequence[CircuitTask]) -> None:
+        if importlib.util.find_spec("qiskit_qasm3_import") is None and any(
+            is_qasm3(task.source) for task in tasks
+        ):
+            raise ExecutorUnavailableError(
+                "OpenQASM 3 circuits need qiskit-qasm3-import with the 'aer' executor: "
+                "pip install qiskit-qasm3-import (or submit OpenQASM 2)"
+            )
 
-            return qiskit.qasm3.loads(source)
-        import qiskit.qasm2
-
-        return qiskit.qasm2.loads(
-            source, custom_instructions=qiskit.qasm2.LEGACY_CUSTOM_INSTRUCTIONS
-        )
-
-    def _simulator(self, method: str | None = None) -> Any:
-        from qiskit_aer import AerSimulator
-
-        return AerSimulator(method=method or self.method)
-
-    def _run(self, circuit: Any, label: str, method: str | None = None, **options: Any) -> Any:
-        from qiskit import transpile
-
-        simulator = self._simulator(method)
-        if self.seed is not None:
-            options["seed_simulator"] = _seed("aer", self.seed, label) % (2**31)
-        return simulator.run(transpile(circuit, simulator), **options).result()
+    def run(self, tasks: Sequence[CircuitTask], cancelled: threading.Event) -> list[Outcome]:
+        """Run every task in batched aer calls; `ExecutionAborted` once `cancelled` is set."""
+        self._check_qasm3(tasks)
+        outcomes: list[Outcome | None] = [None] * len(tasks)
+        sampled = [i for i, task in enumerate(tasks) if task.terms is None]
+        measured = [tasks[i] for i in sampled]
+        for position, counts, n_bits in self._batcher.sample(
+            [task.label for task in measured],
+            [task.source for task in measured],
+            [task.shots or 1 for task in measured],
+            cancelled,
+        ):
+            outcomes[sampled[position]] = Counts(counts, n_bits)
+        estimated = [i for i, task in enumerate(tasks) if task.terms is not None]
+        observed = [tasks[i] for i in estimated]
+        for position, values in self._batcher.expectation(
+            [task.label for task in observed],
+            [task.source for task in observed],
+            [task.terms or () for task in observed],
+            cancelled,
+        ):
+            outcomes[estimated[position]] = Expectations(values)
+        done = [outcome for outcome in outcomes if outcome is not None]
+        if len(done) < len(tasks):
+            raise ExecutionAborted("job cancelled")
+        return done
 
     def sample(self, task: CircuitTask) -> Counts:
         """Sample the circuit `task.shots` times."""
-        circuit = self._load(task.source)
-        if circuit.num_clbits == 0:
-            circuit.measure_all()
-        result = self._run(circuit, task.label, shots=task.shots or 1)
-        counts: dict[str, int] = {}
-        for key, count in result.get_counts(0).items():
-            bits = "".join(str(key).split())
-            counts[bits] = counts.get(bits, 0) + int(count)
-        return Counts(counts, int(circuit.num_clbits))
+        outcome = self.run([task], threading.Event())[0]
+        assert isinstance(outcome, Counts)
+        return outcome
 
     def expectation(self, task: CircuitTask) -> Expectations:
         """Exact expectation value of each term (qubit 0 is the leftmost Pauli)."""
-        from qiskit.quantum_info import SparsePauliOp
-        from qiskit_aer.library import SaveExpectationValue
-
-        circuit = self._load(task.source)
-        circuit.remove_final_measurements(inplace=True)
-        n_qubits = int(circuit.num_qubits)
-        terms = list(dict.fromkeys(task.terms or ()))
-        for k, term in enumerate(terms):
-            if len(term) > n_qubits:
-                raise ValueError(
-                    f"circuit {task.label!r}: observable {term!r} is wider than its "
-                    f"{n_qubits} qubits"
-                )
-            sparse = [(pauli, i) for i, pauli in enumerate(term) if pauli != "I"]
-            operator = SparsePauliOp.from_sparse_list(
-                [("".join(p for p, _ in sparse), [i for _, i in sparse], 1.0)],
-                num_qubits=n_qubits,
-            )
-            circuit.append(SaveExpectationValue(operator, label=f"term{k}"), circuit.qubits)
-        result = self._run(circuit, task.label, method="statevector")
-        data = result.data(0)
-        return Expectations({term: float(data[f"term{k}"].real) for k, term in enumerate(terms)})
+        outcome = self.run([task], threading.Event())[0]
+        assert isinstance(outcome, Expectations)
+        return outcome
 
 
 def make_executor(spec: str | Executor) -> Executor:
