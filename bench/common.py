@@ -17,6 +17,7 @@ import gzip
 import json
 import os
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -157,6 +158,32 @@ def percentile(values: list[float], q: float) -> float:
     low = int(pos)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+# --------------------------------------------------------------------------- report sections
+
+_SECTION = re.compile(r"<!-- section: (\S+) -->\n.*?<!-- /section: \1 -->\n", re.DOTALL)
+
+
+def replace_section(path: Path, name: str, body: str) -> None:
+    """Put `body` in `path` as the section `name`, replacing an earlier one or appending it.
+
+    Bench scripts other than `run.py` (e.g. `aer_speed.py`) report in such
+    sections of results.md; `write_report` keeps them when `run.py` rewrites it.
+    """
+    block = f"<!-- section: {name} -->\n{body.rstrip()}\n<!-- /section: {name} -->\n"
+    text = path.read_text() if path.exists() else ""
+    for match in _SECTION.finditer(text):
+        if match.group(1) == name:
+            path.write_text(text[: match.start()] + block + text[match.end() :])
+            return
+    path.write_text(text.rstrip("\n") + "\n\n" + block if text else block)
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write `text` to `path`, keeping the sections other bench scripts put in the old file."""
+    kept = [m.group(0) for m in _SECTION.finditer(path.read_text())] if path.exists() else []
+    path.write_text("\n".join([text.rstrip("\n") + "\n", *kept]))
 
 
 # --------------------------------------------------------------------------- the scheduler

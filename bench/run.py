@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import BENCH_DIR, DECODE_WORKERS, LATENCY, percentile
+from common import BENCH_DIR, DECODE_WORKERS, LATENCY, percentile, write_report
 
 ASYNCJOB_WORKER = BENCH_DIR / "asyncjob_worker.py"
 DIVI_WORKER = BENCH_DIR / "divi_worker.py"
@@ -626,7 +626,7 @@ def main() -> None:
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         baseline = json.loads(args.baseline.read_text()) if args.baseline else None
-        (args.out / "results.md").write_text(report(saved, baseline))
+        write_report(args.out / "results.md", report(saved, baseline))
         plot(saved, args.out / "submit_time.png")
         return
     started = time.monotonic()
@@ -686,7 +686,7 @@ def main() -> None:
         print("profiles:", flush=True)
         subprocess.run([me, str(BENCH_DIR / "profile.py"), "--out", str(args.out)], check=True)
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
-    (args.out / "results.md").write_text(report(data, baseline))
+    write_report(args.out / "results.md", report(data, baseline))
     plot(data, args.out / "submit_time.png")
     print(f"wrote {args.out / 'results.md'} and {args.out / 'submit_time.png'}")
 

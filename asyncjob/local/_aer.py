@@ -41,6 +41,8 @@ _PER_OP = 1.0
 _PER_OP_AMPLITUDE = 0.003
 _PER_SAMPLED_SHOT = 0.5
 _AER_DEFAULT_SHOTS = 1024
+_PARALLEL_QUBITS = 14
+"""aer's default ``statevector_parallel_threshold``: smaller states use one thread."""
 
 _VERSION = re.compile(r"^\s*OPENQASM\s+(\d+)", re.MULTILINE)
 _CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
@@ -211,8 +213,12 @@ class AerBatcher:
         for call in plan_calls(items):
             if cancelled.is_set():
                 return
-            # 0: aer runs as many of the call's circuits at once as it has threads.
-            options: dict[str, Any] = {"max_parallel_experiments": 0}
+            options: dict[str, Any] = {}
+            if all(item.circuit.num_qubits < _PARALLEL_QUBITS for item in call):
+                # aer would not split such small states between threads anyway, and its
+                # OpenMP threads waiting at barriers cost far more than they save when
+                # the cores are busy (the scheduler's event loop needs one too).
+                options["max_parallel_threads"] = 1
             if call[0].shots is not None:
                 options["shots"] = call[0].shots
             if self.seed is not None:

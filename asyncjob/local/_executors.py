@@ -7,10 +7,11 @@
   exercising clients, not for physics.
 - `AerExecutor` (``"aer"``, needs ``pip install 'asyncjob[local]'``) really
   simulates the circuits with qiskit-aer: counts by sampling, expectation values
-  exactly from the statevector.
+  exactly from the statevector, a job's circuits in a few batched aer calls.
 
 Executors are synchronous and run in a worker thread; they check the
-`cancelled` event between circuits so a cancelled job stops early.
+`cancelled` event between circuits (the aer executor between its calls) so a
+cancelled job stops early.
 """
 
 from __future__ import annotations
