@@ -7,7 +7,8 @@ count per call. qiskit-aer holds the GIL while it simulates, so a batch is cut
 where its *estimated* simulation time passes `CALL_BUDGET_US`: the scheduler's
 event loop is never stalled for a whole job, and a cancelled job stops between
 calls. The estimate depends only on the circuits and shots, so a job is always
-cut the same way (and, with a seed, always gives the same counts).
+cut the same way (and, with a seed, always gives the same counts). A huge job
+is parsed and run `WINDOW` circuits at a time, so its memory stays bounded.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 import attrs
 
 __all__ = [
     "CALL_BUDGET_US",
+    "WINDOW",
     "AerBatcher",
     "Prepared",
     "estimate_cost",
@@ -32,6 +34,8 @@ __all__ = [
 
 CALL_BUDGET_US = 20_000.0
 """Estimated simulation time (microseconds) of one `AerSimulator.run` call."""
+WINDOW = 512
+"""Circuits parsed and held at once: a huge job is prepared and run window by window."""
 
 # Rough single-core costs in microseconds (qiskit-aer 0.18, statevector): per
 # circuit, per operation, per operation and amplitude, and per shot when aer
@@ -241,20 +245,21 @@ class AerBatcher:
     ) -> Iterator[tuple[int, dict[str, int], int]]:
         """(position, counts, bits) per circuit; one without clbits is measured on all qubits."""
         sim = self._simulator(self.method)
-        circuits = self._parse(labels, sources)
-        for i, circuit in enumerate(circuits):
-            if circuit.num_clbits == 0:
-                circuits[i] = circuit.copy()
-                circuits[i].measure_all()
-        circuits = self._transpile(circuits, sim)
-        items = [
-            Prepared(i, circuit, n, estimate_cost(circuit, n))
-            for i, (circuit, n) in enumerate(zip(circuits, shots, strict=True))
-        ]
-        for item, experiment in self._run(sim, items, labels, cancelled):
-            n_bits = int(item.circuit.num_clbits)
-            hex_counts = getattr(experiment.data, "counts", None) or {"0x0": item.shots}
-            yield item.index, _bitstrings(hex_counts, n_bits), n_bits
+        for window in _windows(shots):
+            circuits = self._parse([labels[i] for i in window], [sources[i] for i in window])
+            for k, circuit in enumerate(circuits):
+                if circuit.num_clbits == 0:
+                    circuits[k] = circuit.copy()
+                    circuits[k].measure_all()
+            circuits = self._transpile(circuits, sim)
+            items = [
+                Prepared(i, circuit, shots[i], estimate_cost(circuit, shots[i]))
+                for i, circuit in zip(window, circuits, strict=True)
+            ]
+            for item, experiment in self._run(sim, items, labels, cancelled):
+                n_bits = int(item.circuit.num_clbits)
+                hex_counts = getattr(experiment.data, "counts", None) or {"0x0": item.shots}
+                yield item.index, _bitstrings(hex_counts, n_bits), n_bits
 
     def expectation(
         self,
@@ -264,34 +269,51 @@ class AerBatcher:
         cancelled: threading.Event,
     ) -> Iterator[tuple[int, dict[str, float]]]:
         """(position, term -> exact expectation value) of each circuit, on aer's statevector."""
+        sim = self._simulator("statevector")
+        saves: dict[tuple[str, int], Any] = {}
+        for window in _windows([None] * len(labels)):
+            circuits = self._parse([labels[i] for i in window], [sources[i] for i in window])
+            wanted = {i: list(dict.fromkeys(terms[i])) for i in window}
+            circuits = [c.copy() for c in circuits]
+            for i, circuit in zip(window, circuits, strict=True):
+                circuit.remove_final_measurements(inplace=True)
+                for term in wanted[i]:
+                    if len(term) > circuit.num_qubits:
+                        raise ValueError(
+                            f"circuit {labels[i]!r}: observable {term!r} is wider than its "
+                            f"{circuit.num_qubits} qubits"
+                        )
+            circuits = self._transpile(circuits, sim)
+            items: list[Prepared] = []
+            for i, circuit in zip(window, circuits, strict=True):
+                for term in wanted[i]:
+                    circuit.append(
+                        _save(saves, term, circuit.num_qubits), circuit.qubits, copy=False
+                    )
+                items.append(Prepared(i, circuit, None, estimate_cost(circuit, None)))
+            for item, experiment in self._run(sim, items, labels, cancelled):
+                data = experiment.data.to_dict()
+                yield item.index, {term: float(data[term].real) for term in wanted[item.index]}
+
+
+def _save(saves: dict[tuple[str, int], Any], term: str, n_qubits: int) -> Any:
+    """The (shared, never mutated) instruction saving `term`'s expectation value on n qubits."""
+    key = (term, n_qubits)
+    if key not in saves:
         from qiskit.quantum_info import Pauli
         from qiskit_aer.library import SaveExpectationValue
 
-        sim = self._simulator("statevector")
-        circuits = [c.copy() for c in self._parse(labels, sources)]
-        wanted = [list(dict.fromkeys(circuit_terms)) for circuit_terms in terms]
-        for label, circuit, circuit_terms in zip(labels, circuits, wanted, strict=True):
-            circuit.remove_final_measurements(inplace=True)
-            for term in circuit_terms:
-                if len(term) > circuit.num_qubits:
-                    raise ValueError(
-                        f"circuit {label!r}: observable {term!r} is wider than its "
-                        f"{circuit.num_qubits} qubits"
-                    )
-        circuits = self._transpile(circuits, sim)
-        saves: dict[tuple[str, int], Any] = {}
-        items: list[Prepared] = []
-        for i, (circuit, circuit_terms) in enumerate(zip(circuits, wanted, strict=True)):
-            n = circuit.num_qubits
-            for term in circuit_terms:
-                key = (term, n)
-                if key not in saves:
-                    # qiskit orders Pauli labels with qubit 0 rightmost; terms have it leftmost.
-                    pauli = Pauli(term.ljust(n, "I")[::-1])
-                    saves[key] = SaveExpectationValue(pauli, label=term)
-                circuit.append(saves[key], circuit.qubits, copy=False)
-            items.append(Prepared(i, circuit, None, estimate_cost(circuit, None)))
-        for item, experiment in self._run(sim, items, labels, cancelled):
-            data = experiment.data.to_dict()
-            values = {term: float(data[term].real) for term in wanted[item.index]}
-            yield item.index, values
+        # qiskit orders Pauli labels with qubit 0 rightmost; terms have it leftmost.
+        pauli = Pauli(term.ljust(n_qubits, "I")[::-1])
+        saves[key] = SaveExpectationValue(pauli, label=term)
+    return saves[key]
+
+
+def _windows(keys: Sequence[Hashable]) -> Iterator[list[int]]:
+    """Positions grouped by key (in order of first appearance), in slices of `WINDOW`."""
+    groups: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    for group in groups.values():
+        for start in range(0, len(group), WINDOW):
+            yield group[start : start + WINDOW]

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from asyncjob._histogram import decode_result
-from asyncjob.local import AerExecutor, CircuitTask, Counts, ExecutionAborted, Expectations
+from asyncjob.local import AerExecutor, CircuitTask, Counts, ExecutionAborted, Expectations, _aer
 from asyncjob.local._aer import CALL_BUDGET_US, estimate_cost, load
 
 from .conftest import BELL, Factory, all_results, chunk, new_job
@@ -239,6 +239,17 @@ def test_an_expensive_job_is_cut_into_several_calls_in_order(run_calls: list[int
     outcomes = AerExecutor().run(tasks, threading.Event())
     assert len(run_calls) > 1 and sum(run_calls) == 7
     assert counts_of(outcomes) == [{"0101": 20_000}] * 7
+
+
+def test_a_huge_job_runs_window_by_window_in_order(
+    run_calls: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_aer, "WINDOW", 4)
+    shots = [10, 20] * 5
+    tasks = [CircuitTask(f"c{i}", basis_state(4, i), shots=n) for i, n in enumerate(shots)]
+    outcomes = AerExecutor().run(tasks, threading.Event())
+    assert run_calls == [4, 1, 4, 1]  # shots 10: windows of 4 and 1; then shots 20 alike
+    assert counts_of(outcomes) == [{format(i, "04b"): n} for i, n in enumerate(shots)]
 
 
 def test_cancellation_is_noticed_between_calls(monkeypatch: pytest.MonkeyPatch) -> None:
