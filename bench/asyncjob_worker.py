@@ -222,6 +222,10 @@ def cpu(params: dict[str, Any]) -> dict[str, list[float]]:
     n_full = params["full_circuits"]
     with open(params["histograms"]) as f:
         encoded = json.load(f)
+    small: list[Any] = []
+    if params.get("small_histograms"):
+        with open(params["small_histograms"]) as f:
+            small = json.load(f)
     rates: dict[str, list[float]] = {}
     for run in range(params["repeats"]):
         seed = params["seed"] + 10 * run
@@ -238,6 +242,8 @@ def cpu(params: dict[str, Any]) -> dict[str, list[float]]:
             "compress": rate(encode_circuit, compress),
             "decode": rate(decode_result, encoded),
         }
+        if small:
+            measured["decode_small"] = rate(decode_result, small)
         for name, value in measured.items():
             rates.setdefault(name, []).append(value)
     return rates

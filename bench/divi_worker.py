@@ -186,6 +186,10 @@ def cpu(params: dict[str, Any]) -> dict[str, list[float]]:
     n_validate = params["divi_circuits"]
     with open(params["histograms"]) as f:
         encoded = json.load(f)
+    small: list[Any] = []
+    if params.get("small_histograms"):
+        with open(params["small_histograms"]) as f:
+            small = json.load(f)
     rates: dict[str, list[float]] = {}
     for run in range(params["repeats"]):
         seed = params["seed"] + 10 * run
@@ -199,6 +203,8 @@ def cpu(params: dict[str, Any]) -> dict[str, list[float]]:
             # divi decodes in place (it replaces `results`): give it copies.
             "decode": rate(_decode_histogram_b64, [dict(r) for r in encoded]),
         }
+        if small:
+            measured["decode_small"] = rate(_decode_histogram_b64, [dict(r) for r in small])
         for name, value in measured.items():
             rates.setdefault(name, []).append(value)
     return rates
