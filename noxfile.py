@@ -81,6 +81,27 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench_aer(session: nox.Session) -> None:
+    """The aer executor before and after batching, and a sampled H2 VQE through the scheduler.
+
+    Writes the "aer" section of bench/results.md; a few minutes (`-- --quick`: one).
+    Arguments go to bench/aer_speed.py.
+    """
+    session.install("-e", ".[local]")
+    session.run("python", "bench/aer_speed.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_decode(session: nox.Session) -> None:
+    """Histogram decoding, asyncjob vs divi's numba decoder in one process.
+
+    Writes the "decode" section of bench/results.md. Arguments go to bench/decode_speed.py.
+    """
+    session.install("-e", ".[divi]")
+    session.run("python", "bench/decode_speed.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
     """The reliability soak: 500 jobs through a faulty local scheduler; bench/reliability.md.
 
