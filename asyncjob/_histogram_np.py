@@ -3,10 +3,9 @@
 `decode_body` decodes what follows a QH1/QH2 header with array operations
 instead of a Python loop per outcome. It never refuses anything itself: it
 returns None whenever the input is outside what it handles exactly (a varint
-over 9 bytes, a sum that could pass 2**63, an outcome wider than 63 bits) or
-fails any check, and the pure decoder then decodes the same bytes and raises
-the precise error. Errors it lets through come from the pure decoder's own
-helpers, in the same order, so both routes refuse corrupt input identically.
+over 9 bytes, an outcome wider than 63 bits) or fails any check, and the pure
+decoder then decodes the same bytes and refuses them with the precise error.
+So both routes refuse corrupt input identically, whatever the route.
 """
 
 from __future__ import annotations
@@ -98,9 +97,11 @@ def decode_body(
         return None
 
 
-def _fits(longest: int, count: int, spare: int = 0) -> bool:
-    """Whether `count` values of `longest`-byte varints (plus `spare` bits) sum below 2**63."""
-    return 7 * longest + count.bit_length() + spare <= 63
+def _total(values: NDArray[np.uint64], longest: int) -> int:
+    """The exact sum of `values` (varints of at most `longest` bytes, so each below 2**63)."""
+    if 7 * longest + len(values).bit_length() <= 63:  # cannot wrap in uint64
+        return int(values.sum(dtype=np.uint64))
+    return sum(values.tolist())
 
 
 def _decode_body(
@@ -110,9 +111,11 @@ def _decode_body(
     if read is None:
         return None
     gaps, pos, longest = read
-    if not _fits(longest, unique) or (unique > 1 and not gaps[1:].all()):
+    if unique > 1 and not gaps[1:].all():
         return None
     indices = np.cumsum(gaps, dtype=np.uint64)
+    if 7 * longest + unique.bit_length() > 63 and not (indices[1:] > indices[:-1]).all():
+        return None  # the sum wrapped (each gap is below 2**63, so a wrap goes down)
     if unique and int(indices[-1]).bit_length() > width:
         return None
     rle_len, pos = _read_varint(data, pos, _COUNT_BYTES, "run-length block size")
@@ -124,23 +127,23 @@ def _decode_body(
         return None
     other = 1 if data[at] else 0  # parity of the runs of counts other than 1
     read = read_varints(data, at + 1, n_runs, _COUNT_BYTES)
-    if read is None or read[1] != end or not _fits(read[2], n_runs):
+    if read is None or read[1] != end:
         return None
-    runs = read[0]
-    if int(runs.sum(dtype=np.uint64)) != unique:
+    runs, _, run_bytes = read
+    if _total(runs, run_bytes) != unique:  # so each run, and the repeats below, fit
         return None
     extras_len, pos = _read_varint(data, end, _COUNT_BYTES, "extras count")
-    if extras_len != int(runs[other::2].sum(dtype=np.uint64)):
+    if extras_len != _total(runs[other::2], run_bytes):
         return None
     read = read_varints(data, pos, extras_len, _COUNT_BYTES)
-    if read is None or read[1] != len(data) or not _fits(read[2], unique, 1):
+    if read is None or read[1] != len(data):
         return None
-    extras = read[0]
-    if unique - extras_len + 2 * extras_len + int(extras.sum(dtype=np.uint64)) != shots:
+    extras, _, extra_bytes = read
+    if unique + extras_len + _total(extras, extra_bytes) != shots:
         return None
     counts = np.ones(unique, np.uint64)
-    repeats = runs if runs.dtype == np.uint8 else runs.astype(np.intp)  # sums to unique
-    counts[np.repeat(_alternating(n_runs, other), repeats)] = extras + 2
+    repeats = runs if runs.dtype == np.uint8 else runs.astype(np.intp)
+    counts[np.repeat(_alternating(n_runs, other), repeats)] = extras + np.uint64(2)
     return dict(zip(render(indices, width), counts.tolist(), strict=True))
 
 

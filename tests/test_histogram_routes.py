@@ -74,7 +74,7 @@ def test_random_histograms_decode_identically(case: tuple[int, dict[str, int]]) 
 @given(histograms())
 def test_the_numpy_route_decodes_what_it_can_itself(case: tuple[int, dict[str, int]]) -> None:
     n_bits, histogram = case
-    if not histogram or n_bits > _histogram_np.MAX_WIDTH or max(histogram.values()) >= 2**50:
+    if not histogram or n_bits > _histogram_np.MAX_WIDTH:
         return  # outside its domain: it hands these to the pure route (tested above)
     blob = base64.b64decode(str(encode_histogram(histogram, n_bits)["payload"]))
     pos = 4 if n_bits <= 255 else 3 + len(_uleb(n_bits))
