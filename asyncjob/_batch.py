@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from ._config import ClientConfig, check_shots, check_target
-from ._errors import PayloadTooLargeError
+from ._errors import InvalidInputError, InvalidInputTypeError, PayloadTooLargeError
 from ._models import JobType
 from ._parametric import ParametricCircuit
 from ._wire import check_ham_map, check_shot_groups
@@ -49,7 +49,7 @@ def normalise_circuits(circuits: object) -> list[tuple[str, str]]:
     `TypeError` (the classic mistake), an empty batch a `ValueError`.
     """
     if isinstance(circuits, str | bytes):
-        raise TypeError(
+        raise InvalidInputTypeError(
             "circuits must be a mapping label -> QASM source (or a sequence of sources), "
             "not a single string"
         )
@@ -62,14 +62,16 @@ def normalise_circuits(circuits: object) -> list[tuple[str, str]]:
         else:
             items = [(str(i), c) for i, c in enumerate(circuits)]
     else:
-        raise TypeError(f"circuits must be a mapping or a sequence, not {type(circuits).__name__}")
+        raise InvalidInputTypeError(
+            f"circuits must be a mapping or a sequence, not {type(circuits).__name__}"
+        )
     if not items:
-        raise ValueError("circuits is empty: nothing to submit")
+        raise InvalidInputError("circuits is empty: nothing to submit")
     seen: set[str] = set()
     for label, source in items:
         _check_label(label, seen)
         if not isinstance(source, str):
-            raise TypeError(
+            raise InvalidInputTypeError(
                 f"circuit {label!r} must be an OpenQASM source str, got {type(source).__name__}"
             )
     return [(str(label), str(source)) for label, source in items]
@@ -78,13 +80,13 @@ def normalise_circuits(circuits: object) -> list[tuple[str, str]]:
 def _check_label(label: object, seen: set[str]) -> None:
     """A label must be a non-empty, sendable str not used before in the batch."""
     if not isinstance(label, str):
-        raise TypeError(f"circuit labels must be str, got {type(label).__name__}")
+        raise InvalidInputTypeError(f"circuit labels must be str, got {type(label).__name__}")
     if not label:
-        raise ValueError("circuit labels must not be empty")
+        raise InvalidInputError("circuit labels must not be empty")
     if not label.isascii() and not _is_utf8(label):
-        raise ValueError(f"circuit label {label!r} is not valid text (a lone surrogate)")
+        raise InvalidInputError(f"circuit label {label!r} is not valid text (a lone surrogate)")
     if label in seen:
-        raise ValueError(f"duplicate circuit label {label!r}")
+        raise InvalidInputError(f"duplicate circuit label {label!r}")
     seen.add(label)
 
 
@@ -117,10 +119,10 @@ def _pieces(circuits: object) -> tuple[Piece, ...] | None:
             label, source = item
             _check_label(label, seen)
             if not isinstance(source, str):
-                raise TypeError(f"circuit {label!r} must be an OpenQASM source str")
+                raise InvalidInputTypeError(f"circuit {label!r} must be an OpenQASM source str")
             run.append((label, source))
         else:
-            raise TypeError(
+            raise InvalidInputTypeError(
                 "a batch with ParametricCircuits may hold only them and (label, source) "
                 f"pairs, not {type(item).__name__}"
             )
@@ -277,7 +279,7 @@ def build_submission(
     """Check the batch and the `submit_circuits` keyword options against the protocol rules."""
     unknown = sorted(set(options) - set(SUBMIT_OPTIONS))
     if unknown:
-        raise TypeError(
+        raise InvalidInputTypeError(
             f"submit_circuits() got unknown option(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(SUBMIT_OPTIONS)}"
         )
@@ -304,17 +306,17 @@ def build_submission(
     groups = None
     if ham_ops is not None:
         if shot_groups is not None:
-            raise ValueError("ham_ops and shot_groups are mutually exclusive")
+            raise InvalidInputError("ham_ops and shot_groups are mutually exclusive")
         n_groups = _check_ham_ops(ham_ops)
         if ham_map is not None:
             ham_ranges = check_ham_map(ham_map, n_groups, n)
         elif n_groups > 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"ham_ops has {n_groups} '|' groups: circuit_ham_map must assign each a range"
             )
         observables = compress_ham_ops(ham_ops)
     elif ham_map is not None:
-        raise ValueError("circuit_ham_map needs ham_ops")
+        raise InvalidInputError("circuit_ham_map needs ham_ops")
     if shot_groups is not None:
         groups = check_shot_groups(shot_groups, n)
 
@@ -327,7 +329,7 @@ def build_submission(
     if "execution_configuration" in options:
         exec_conf = options["execution_configuration"]
         if not isinstance(exec_conf, Mapping):
-            raise TypeError("execution_configuration must be a mapping")
+            raise InvalidInputTypeError("execution_configuration must be a mapping")
         init_body["execution_configuration"] = dict(exec_conf)
     return Submission(
         labels=labels,
@@ -344,7 +346,7 @@ def build_submission(
 
 def _check_str(name: str, value: object) -> str:
     if not isinstance(value, str) or not value:
-        raise TypeError(f"{name} must be a non-empty str, got {value!r}")
+        raise InvalidInputTypeError(f"{name} must be a non-empty str, got {value!r}")
     return value
 
 
@@ -368,25 +370,27 @@ def _job_type(value: object, ham_ops: object) -> JobType:
         job_type = JobType(str(value).upper())
     except ValueError:
         names = ", ".join(t.value for t in JobType)
-        raise ValueError(f"job_type must be one of {names}, got {value!r}") from None
+        raise InvalidInputError(f"job_type must be one of {names}, got {value!r}") from None
     if job_type is JobType.EXPECTATION and ham_ops is None:
-        raise ValueError("job_type EXPECTATION needs ham_ops (the observables)")
+        raise InvalidInputError("job_type EXPECTATION needs ham_ops (the observables)")
     if job_type is JobType.EXECUTE and ham_ops is not None:
-        raise ValueError("ham_ops implies job_type EXPECTATION, but job_type is EXECUTE")
+        raise InvalidInputError("ham_ops implies job_type EXPECTATION, but job_type is EXECUTE")
     return job_type
 
 
 def _check_ham_ops(ham_ops: object) -> int:
     if not isinstance(ham_ops, str) or not ham_ops:
-        raise TypeError(f"ham_ops must be a non-empty str like 'XYZ;ZZI', got {ham_ops!r}")
+        raise InvalidInputTypeError(
+            f"ham_ops must be a non-empty str like 'XYZ;ZZI', got {ham_ops!r}"
+        )
     groups = ham_ops.split("|")
     for k, group in enumerate(groups):
         terms = group.split(";")
         for term in terms:
             if not _PAULI_TERM.fullmatch(term):
-                raise ValueError(
+                raise InvalidInputError(
                     f"ham_ops group {k}: term {term!r} must be a non-empty string of I, X, Y, Z"
                 )
         if len({len(t) for t in terms}) != 1:
-            raise ValueError(f"ham_ops group {k}: terms must all have the same length")
+            raise InvalidInputError(f"ham_ops group {k}: terms must all have the same length")
     return len(groups)

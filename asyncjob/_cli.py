@@ -17,12 +17,15 @@ import sqlite3
 import sys
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._commands import add_job_commands
 from ._errors import AsyncJobError, ConfigurationError, ExecutionCancelledError
+
+if TYPE_CHECKING:
+    from .local import LocalScheduler
 
 __all__ = ["build_parser", "main"]
 
@@ -127,9 +130,10 @@ def _add_serve(
     )
     parser.add_argument(
         "--executor",
-        choices=("sampler", "aer"),
-        default="sampler",
-        help="sampler: synthetic deterministic counts; aer: qiskit-aer simulation",
+        choices=("auto", "aer", "sampler"),
+        default="auto",
+        help="aer: qiskit-aer simulation; sampler: SYNTHETIC deterministic counts; "
+        "auto (the default): aer when installed, else sampler",
     )
     parser.add_argument(
         "--job-duration",
@@ -161,9 +165,12 @@ def _add_serve(
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
+    from ._version import DISTRIBUTION, __version__
+
     parser = argparse.ArgumentParser(
         prog="asyncjob", description="Run batches of quantum circuits as remote jobs."
     )
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     common = argparse.ArgumentParser(add_help=False)
@@ -209,12 +216,14 @@ def _serve(args: argparse.Namespace) -> int:
             allow_remote=args.allow_remote,
             watch=not args.no_watch,
             decode_workers=args.decode_workers,
+            log_requests=args.verbose,
         )
     except (ValueError, ImportError) as exc:
         print(f"asyncjob serve: {exc}", file=sys.stderr)
         return 2
     if args.verbose:
         logging.getLogger("aiohttp.access").setLevel(logging.INFO)
+    _banner(scheduler)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -236,6 +245,18 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"asyncjob serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _banner(scheduler: LocalScheduler) -> None:
+    """Say on stderr what runs the circuits; stdout stays the URL (and token) alone."""
+    if scheduler.synthetic:
+        print(
+            "asyncjob serve: executor 'sampler': counts are SYNTHETIC, not a simulation "
+            "(pip install 'asyncjob-quantum[local]' for qiskit-aer)",
+            file=sys.stderr,
+        )
+    else:
+        print(f"asyncjob serve: executor {scheduler.executor.name!r}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from ._errors import (
     ClientClosedError,
     ConnectionFailedError,
     HTTPStatusError,
+    InvalidInputError,
     JobFailedError,
     JobNotCompleteError,
     MaxRetriesReachedError,
@@ -60,6 +61,7 @@ from ._journal_records import (
 )
 from ._journal_writer import JournalWriter
 from ._models import ExecutionResult, JobStatus, Response
+from ._outcome import failure_reason
 from ._parametric import check_pieces
 from ._secrets import scrub
 from ._sender import Sender, default_transport, job_path
@@ -108,7 +110,9 @@ def job_id_of(execution_result: ExecutionResult | str) -> str:
         else getattr(execution_result, "job_id", None)
     )
     if not job_id:
-        raise ValueError("this ExecutionResult carries no job_id: it is not a remote job handle")
+        raise InvalidInputError(
+            "this ExecutionResult carries no job_id: it is not a remote job handle"
+        )
     job_path(job_id)
     return job_id
 
@@ -787,9 +791,10 @@ class AsyncJobClient:
                     "GET", path, params={"limit": size, "offset": 0}
                 )
             except BadRequestError:
-                _, status = await self.get_status(job_id)
+                response, status = await self.get_status(job_id)
                 if status is not JobStatus.COMPLETED:
-                    raise JobNotCompleteError(job_id, status.value) from None
+                    reason = failure_reason(response)
+                    raise JobNotCompleteError(job_id, status.value, reason) from None
                 raise
             page, entries = await _decoded_page(first, job_id)
             labels: set[str] = set()
@@ -914,16 +919,18 @@ class AsyncJobClient:
 
         async def run() -> ExecutionResult:
             handle = await self.submit_circuits(circuits, **kwargs)
+            final: list[Response] = []
             try:
                 status = await self.poll_job_status(
-                    handle, loop_until_complete=True, verbose=False
+                    handle, loop_until_complete=True, on_complete=final.append, verbose=False
                 )
             except BaseException as exc:
                 job_id = job_id_of(handle)
                 await self._clean_up(exc, None, lambda: self._abandon(job_id), f"job {job_id}")
                 raise
             if status is not JobStatus.COMPLETED:
-                raise JobFailedError(job_id_of(handle), status.value)
+                reason = failure_reason(final[-1] if final else None)
+                raise JobFailedError(job_id_of(handle), status.value, reason)
             return await self.get_job_results(handle)
 
         return await run_until_event(cancellation_event, run, "run")

@@ -3,40 +3,56 @@
 Configuration comes from flags, then the environment (`ASYNCJOB_BASE_URL`,
 `ASYNCJOB_TOKEN`), then a TOML config file (`$ASYNCJOB_CONFIG`, default
 `config.toml` in the user's config directory, e.g. `~/.config/asyncjob/` on
-Linux; keys `base_url`, `token_file`, `journal`).
-The token is read from a file, the environment or a prompt, never from a flag
-value (which other users could see in the process list) and never echoed.
+Linux; see `_cliconfig`). The token is read from a file, the environment or a
+prompt, never from a flag value (which other users could see in the process
+list) and never echoed.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import math
-import os
 import signal
 import sys
 import threading
-import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ._backend import JobBackend
-from ._config import journal_path
+from ._cli_jobs import add_jobs_command
+from ._cliconfig import positive_int, settings
 from ._display import Progress, format_results
-from ._errors import ConfigurationError, ExecutionCancelledError
-from ._journal import Journal
-from ._models import ExecutionResult, JobStatus
-from ._paths import config_dir
+from ._errors import (
+    ConfigurationError,
+    ConnectionFailedError,
+    ExecutionCancelledError,
+    RequestTimeoutError,
+)
+from ._models import ExecutionResult, JobStatus, Response
+from ._outcome import failure_reason, synthetic_counts
 
 __all__ = ["add_job_commands"]
 
+EXIT_FAILED = 1
 EXIT_JOB_NOT_COMPLETED = 3
 EXIT_INTERRUPTED = 130
+SYNTHETIC_NOTE = (
+    "SYNTHETIC: these counts come from the local scheduler's 'sampler' executor, not a "
+    "simulation; pip install 'asyncjob-quantum[local]' to simulate with qiskit-aer"
+)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    return value
 
 
 def add_job_commands(
@@ -45,20 +61,31 @@ def add_job_commands(
 ) -> None:
     """Register every job command on the CLI's subparsers."""
     conn = argparse.ArgumentParser(add_help=False)
-    conn.add_argument("--base-url", help="scheduler URL (default: $ASYNCJOB_BASE_URL or config)")
+    conn.add_argument(
+        "--base-url", help="scheduler URL, ending in /api/ (default: $ASYNCJOB_BASE_URL or config)"
+    )
     conn.add_argument("--token-file", type=Path, help="read the API token from this file")
     conn.add_argument(
         "--token-prompt", action="store_true", help="ask for the token (input is not echoed)"
     )
-    conn.add_argument("--journal", help="journal file (default: the user's data directory)")
     conn.add_argument(
-        "--polling-interval", type=float, default=None, help="seconds between status polls"
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow plain http:// to a non-loopback host (the token travels unencrypted)",
+    )
+    conn.add_argument(
+        "--journal",
+        help="journal file, or 'off' (default: the user's data directory; "
+        "none for a scheduler on this machine)",
+    )
+    conn.add_argument(
+        "--polling-interval", type=_seconds, default=None, help="seconds between status polls"
     )
     parents = [common, conn]
 
     p = subparsers.add_parser("submit", parents=parents, help="submit QASM files as one job")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE.qasm")
-    p.add_argument("--shots", type=int, default=1000)
+    p.add_argument("--shots", type=positive_int, default=1000)
     p.add_argument("--tag", default="default")
     p.add_argument(
         "--wait", action="store_true", help="wait with live progress, then show results"
@@ -78,100 +105,84 @@ def add_job_commands(
     form = p.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="machine-readable JSON")
     form.add_argument("--table", action="store_true", help="readable table (the default)")
-    p.add_argument("--top", type=int, default=16, help="outcomes shown per circuit")
+    p.add_argument(
+        "--top", type=positive_int, default=16, metavar="N", help="outcomes shown per circuit"
+    )
     p.set_defaults(run=_results)
 
     p = subparsers.add_parser("cancel", parents=parents, help="cancel a job")
     p.add_argument("job")
     p.set_defaults(run=_cancel)
 
-    p = subparsers.add_parser("jobs", parents=[common], help="list the jobs in the journal")
-    p.add_argument("--journal", help="journal file (default: the user's data directory)")
-    p.add_argument("--limit", type=int, default=20)
-    p.set_defaults(run=_jobs)
+    add_jobs_command(subparsers, common)
 
     p = subparsers.add_parser(
         "demo", parents=[common], help="run example circuits on an embedded local scheduler"
     )
-    p.add_argument("--executor", choices=("auto", "aer", "sampler"), default="auto")
+    p.add_argument(
+        "--executor",
+        choices=("auto", "aer", "sampler"),
+        default="auto",
+        help="auto (the default): aer when qiskit-aer is installed, else sampler "
+        "(synthetic counts)",
+    )
     p.set_defaults(run=_demo)
 
 
-# -- configuration ---------------------------------------------------------------
-
-
-def _config_file() -> dict[str, Any]:
-    path = Path(os.environ.get("ASYNCJOB_CONFIG") or config_dir() / "config.toml")
-    if not path.is_file():
-        return {}
-    try:
-        return tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigurationError(f"cannot read config file {path}: {exc}") from None
-
-
-def _read_token(path: Path) -> str:
-    try:
-        token = path.expanduser().read_text().strip()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read token file {path}: {exc.strerror}") from None
-    if not token:
-        raise ConfigurationError(f"token file {path} is empty")
-    return token
-
-
-def _journal_option(args: argparse.Namespace, config: dict[str, Any]) -> str | bool | None:
-    value = args.journal or config.get("journal")
-    if isinstance(value, str) and value.lower() == "off":
-        return False
-    return value if isinstance(value, str) else None
-
-
 def _backend(args: argparse.Namespace) -> JobBackend:
-    config = _config_file()
-    base_url = args.base_url or os.environ.get("ASYNCJOB_BASE_URL") or config.get("base_url")
-    if args.token_file:
-        token = _read_token(args.token_file)
-    elif args.token_prompt:
-        token = getpass.getpass("asyncjob token: ")
-    elif os.environ.get("ASYNCJOB_TOKEN"):
-        token = os.environ["ASYNCJOB_TOKEN"]
-    elif config.get("token_file"):
-        token = _read_token(Path(config["token_file"]))
-    elif sys.stdin.isatty():
-        token = getpass.getpass("asyncjob token: ")
-    else:
-        token = ""
-    options: dict[str, Any] = {"journal": _journal_option(args, config)}
+    found = settings(args)
+    options: dict[str, Any] = {
+        "journal": found.journal,
+        "allow_insecure_http": found.allow_insecure_http,
+    }
     if args.polling_interval is not None:
         options["polling_interval"] = args.polling_interval
-    return JobBackend(base_url, token or None, shots=getattr(args, "shots", 1000), **options)
+    return JobBackend(found.base_url, found.token, shots=getattr(args, "shots", 1000), **options)
 
 
 # -- commands ---------------------------------------------------------------------
 
 
-def _submit(args: argparse.Namespace) -> int:
+def _read_circuits(files: list[Path]) -> dict[str, str]:
+    """Each file is one circuit labelled by its name; a file given twice is refused."""
     circuits: dict[str, str] = {}
-    for path in args.files:
+    seen: set[Path] = set()
+    for path in files:
+        key = path.resolve()
+        if key in seen:
+            raise ConfigurationError(
+                f"{path} is given more than once: each file is one circuit, labelled by its "
+                "name, so give each file once (copy it under another name to run it twice)"
+            )
+        seen.add(key)
         label = path.stem if path.stem not in circuits else str(path)
         try:
             circuits[label] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigurationError(f"cannot read {path}: {exc}") from None
+    return circuits
+
+
+def _submit(args: argparse.Namespace) -> int:
+    circuits = _read_circuits(args.files)
     with _backend(args) as backend:
         handle = backend.submit_circuits(circuits, tag=args.tag)
         print(handle.job_id, flush=True)
         if not args.wait:
             return 0
         # No event: a first Ctrl+C cancels the remote job too, as the backend does.
-        status = _follow(backend, handle, cancellation_event=None)
-        return _show_if_completed(backend, handle, status)
+        status, final = _follow(backend, handle, cancellation_event=None)
+        return _show_if_completed(backend, handle, status, final)
 
 
 def _status(args: argparse.Namespace) -> int:
+    final: list[Response] = []
     with _backend(args) as backend:
-        print(backend.poll_job_status(_handle(args), verbose=False).value)
+        status = backend.poll_job_status(_handle(args), verbose=False, on_complete=final.append)
+    print(status.value)
+    reason = failure_reason(final[-1]) if final and status is not JobStatus.COMPLETED else None
+    if reason:
+        print(f"reason: {reason}", file=sys.stderr)
     return 0
 
 
@@ -179,22 +190,52 @@ def _wait(args: argparse.Namespace) -> int:
     stop = threading.Event()
     with _backend(args) as backend, _sigint_sets(stop):
         try:
-            status = _follow(backend, _handle(args), cancellation_event=stop)
+            status, final = _follow(backend, _handle(args), cancellation_event=stop)
         except ExecutionCancelledError:
             print(f"stopped waiting; job {args.job} goes on", file=sys.stderr)
             return EXIT_INTERRUPTED
     print(status.value)
-    return 0 if status is JobStatus.COMPLETED else EXIT_JOB_NOT_COMPLETED
+    if status is JobStatus.COMPLETED:
+        return 0
+    reason = failure_reason(final)
+    if reason:
+        print(f"reason: {reason}", file=sys.stderr)
+    return EXIT_JOB_NOT_COMPLETED
 
 
 def _results(args: argparse.Namespace) -> int:
+    handle = _handle(args)
+    final: list[Response] = []
     with _backend(args) as backend:
-        result = backend.get_job_results(_handle(args))
+        status = backend.poll_job_status(handle, verbose=False, on_complete=final.append)
+        if status is not JobStatus.COMPLETED:
+            return _no_results(args.job, status, final[-1] if final else None)
+        result = backend.get_job_results(handle)
+    synthetic = synthetic_counts(final[-1] if final else None)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
+        if synthetic:
+            print(f"note: {SYNTHETIC_NOTE}", file=sys.stderr)
     else:
-        print(format_results(result.results or [], top=args.top))
+        print(_table(result, args.top, synthetic))
     return 0
+
+
+def _no_results(job: str, status: JobStatus, response: Response | None) -> int:
+    if status.is_terminal:
+        reason = failure_reason(response)
+        because = f" ({reason})" if reason else ""
+        print(
+            f"asyncjob: error: job {job} ended {status.value}{because}: it has no results",
+            file=sys.stderr,
+        )
+        return EXIT_JOB_NOT_COMPLETED
+    print(
+        f"asyncjob: error: job {job} is not complete yet ({status.value}): "
+        f"`asyncjob wait {job}` waits for it, then ask for its results again",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -204,47 +245,29 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _jobs(args: argparse.Namespace) -> int:
-    value = _journal_option(args, _config_file())
-    path = journal_path(value)
-    if path is None:
-        raise ConfigurationError("the journal is disabled")
-    entries = Journal(path).entries(limit=args.limit)
-    if not entries:
-        print(f"no jobs in {path}")
-        return 0
-    now = time.time()
-    print(f"{'JOB':<38} {'STATUS':<12} {'AGE':>7} {'CIRCUITS':>8}  SERVER")
-    for e in entries:
-        status = e.status or ("INTERRUPTED" if e.interrupted else e.state.upper())
-        print(
-            f"{(e.job_id or '(no id yet)'):<38} {status:<12} {_age(now - e.created):>7} "
-            f"{len(e.labels):>8}  {e.base_url}"
-        )
-    return 0
-
-
 def _demo(args: argparse.Namespace) -> int:
     from .local import LocalScheduler
 
-    executor = args.executor
-    if executor == "auto":
-        executor = "aer" if _aer_available() else "sampler"
-        if executor == "sampler":
-            print(
-                "note: qiskit-aer is not installed, so the local scheduler uses the 'sampler' "
-                "executor (synthetic counts). pip install -e '.[local]' for real simulation.\n"
-            )
     circuits = _demo_circuits()
     with (
-        LocalScheduler(executor=executor, job_duration=(0.5, 1.5)).run_in_thread() as server,
+        LocalScheduler(executor=args.executor, job_duration=(0.5, 1.5)).run_in_thread() as server,
         JobBackend(server.base_url, server.token, polling_interval=0.2, journal=False) as backend,
     ):
-        print(f"local scheduler ({executor}) at {server.base_url}")
+        name = server.scheduler.executor.name
+        print(f"local scheduler ({name}) at {server.base_url}")
+        if server.synthetic:
+            print(
+                "note: the 'sampler' executor makes up SYNTHETIC counts, not a simulation"
+                + (
+                    f"; qiskit-aer is not installed: {_install_local()}"
+                    if args.executor == "auto"
+                    else ""
+                )
+            )
         handle = backend.submit_circuits(circuits, tag="demo", shots=1000)
         print(f"submitted {len(circuits)} circuits as job {handle.job_id}")
-        status = _follow(backend, handle, cancellation_event=None)
-        return _show_if_completed(backend, handle, status)
+        status, final = _follow(backend, handle, cancellation_event=None)
+        return _show_if_completed(backend, handle, status, final)
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -256,25 +279,44 @@ def _handle(args: argparse.Namespace) -> ExecutionResult:
 
 def _follow(
     backend: JobBackend, handle: ExecutionResult, cancellation_event: threading.Event | None
-) -> JobStatus:
-    with Progress(handle.job_id or "?", sys.stderr) as progress:
-        status = backend.poll_job_status(
-            handle,
-            loop_until_complete=True,
-            verbose=False,
-            progress_callback=progress,
-            cancellation_event=cancellation_event,
-        )
+) -> tuple[JobStatus, Response | None]:
+    """Poll until terminal with live progress: the status and its response."""
+    final: list[Response] = []
+    job_id = handle.job_id or "?"
+    with Progress(job_id, sys.stderr) as progress:
+        try:
+            status = backend.poll_job_status(
+                handle,
+                loop_until_complete=True,
+                on_complete=final.append,
+                verbose=False,
+                progress_callback=progress,
+                cancellation_event=cancellation_event,
+            )
+        except (ConnectionFailedError, RequestTimeoutError) as exc:
+            # Say what the user asked for, not which endpoint happened to fail.
+            if exc.reason is None:
+                raise
+            raise type(exc)(f"waiting for job {job_id}: {exc.reason}") from exc
         progress.finish(status.value)
-    return status
+    return status, final[-1] if final else None
 
 
-def _show_if_completed(backend: JobBackend, handle: ExecutionResult, status: JobStatus) -> int:
+def _show_if_completed(
+    backend: JobBackend, handle: ExecutionResult, status: JobStatus, final: Response | None
+) -> int:
     if status is not JobStatus.COMPLETED:
-        print(f"job {handle.job_id} ended {status.value}", file=sys.stderr)
+        reason = failure_reason(final)
+        because = f": {reason}" if reason else ""
+        print(f"job {handle.job_id} ended {status.value}{because}", file=sys.stderr)
         return EXIT_JOB_NOT_COMPLETED
-    print(format_results(backend.get_job_results(handle).results or []))
+    print(_table(backend.get_job_results(handle), 16, synthetic_counts(final)))
     return 0
+
+
+def _table(result: ExecutionResult, top: int, synthetic: bool) -> str:
+    table = format_results(result.results or [], top=top, synthetic=synthetic)
+    return f"{table}\n\n{SYNTHETIC_NOTE}" if synthetic else table
 
 
 @contextmanager
@@ -287,17 +329,11 @@ def _sigint_sets(event: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{math.floor(seconds / size)}{unit}"
-    return f"{int(seconds)}s"
-
-
-def _aer_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("qiskit_aer") is not None
+def _install_local() -> str:
+    """How to add the `local` extra: in a source checkout, the editable install of it."""
+    if (Path(__file__).resolve().parent.parent / "pyproject.toml").is_file():
+        return "pip install -e '.[local]' (in the clone)"
+    return "pip install 'asyncjob-quantum[local]'"
 
 
 def _demo_circuits() -> dict[str, str]:

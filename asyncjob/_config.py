@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, InvalidInputTypeError
 from ._journal import default_journal_path
 from ._retry import RetryPolicy
 from ._wire import is_loopback
@@ -165,7 +165,7 @@ class ClientConfig:
         """Validate the constructor arguments of `AsyncJobClient` / `JobBackend`."""
         unknown = sorted(set(options) - set(cls.OPTIONS))
         if unknown:
-            raise TypeError(
+            raise InvalidInputTypeError(
                 f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(cls.OPTIONS)}"
             )
         base_url = base_url or os.environ.get("ASYNCJOB_BASE_URL")
@@ -234,7 +234,9 @@ class ClientConfig:
             verify_tls=bool(options.get("verify_tls", True)),
             allow_insecure_http=allow_http,
             full_qasm_check=bool(options.get("full_qasm_check", False)),
-            journal=journal_path(options.get("journal")),
+            journal=journal_path(
+                options.get("journal"), loopback=is_loopback(urlsplit(base_url).hostname or "")
+            ),
             journal_results=bool(options.get("journal_results", False)),
         )
 
@@ -249,7 +251,7 @@ def check_target(simulator: object, qpu: object) -> tuple[str | None, str | None
 def _optional_str(name: str, value: object) -> str | None:
     if value is None or (isinstance(value, str) and value):
         return value
-    raise TypeError(f"{name} must be a non-empty str, got {value!r}")
+    raise InvalidInputTypeError(f"{name} must be a non-empty str, got {value!r}")
 
 
 def check_shots(shots: object) -> int:
@@ -259,8 +261,15 @@ def check_shots(shots: object) -> int:
     return shots
 
 
-def journal_path(value: object) -> str | None:
-    """The journal file for a `journal=` option (None, True, False or a path); None: off."""
+def journal_path(value: object, *, loopback: bool = False) -> str | None:
+    """The journal file for a `journal=` option (None, True, False or a path); None: off.
+
+    With no option (None) and no `ASYNCJOB_JOURNAL`, a `loopback` base URL - a
+    local scheduler's throwaway jobs - is not journaled: only `journal=True` or
+    a path journals those.
+    """
+    if value is None and loopback and os.environ.get("ASYNCJOB_JOURNAL") is None:
+        return None
     if value is None or value is True:
         path = default_journal_path()
         return None if path is None else str(path)

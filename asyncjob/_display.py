@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
+from ._errors import InvalidInputError
+
 __all__ = ["Progress", "format_results"]
 
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -84,8 +86,21 @@ class Progress:
             frame += 1
 
 
-def format_results(results: Sequence[Mapping[str, Any]], *, top: int = 16, width: int = 40) -> str:
-    """Histograms (or expectation values) as a readable table, one block per circuit."""
+def format_results(
+    results: Sequence[Mapping[str, Any]],
+    *,
+    top: int = 16,
+    width: int = 40,
+    synthetic: bool = False,
+) -> str:
+    """Histograms (or expectation values) as a readable table, one block per circuit.
+
+    `top` (>= 1) outcomes are shown per circuit; with `synthetic`, every block
+    says that its numbers are made up, not physics.
+    """
+    if top < 1:
+        raise InvalidInputError(f"top must be >= 1, got {top}")
+    mark = ", SYNTHETIC" if synthetic else ""
     blocks = []
     for entry in results:
         label, values = entry["label"], entry["results"]
@@ -94,9 +109,9 @@ def format_results(results: Sequence[Mapping[str, Any]], *, top: int = 16, width
             and values
             and all(isinstance(v, int) and not isinstance(v, bool) for v in values.values())
         ):
-            blocks.append(_histogram_block(label, values, top, width))
+            blocks.append(_histogram_block(label, values, top, width, mark))
         elif isinstance(values, Mapping):
-            lines = [f"{label}"]
+            lines = [f"{label}{f'  ({mark[2:]})' if mark else ''}"]
             lines += [f"  {k}  {_number(v)}" for k, v in values.items()]
             blocks.append("\n".join(lines))
         else:
@@ -104,12 +119,18 @@ def format_results(results: Sequence[Mapping[str, Any]], *, top: int = 16, width
     return "\n\n".join(blocks)
 
 
-def _histogram_block(label: str, counts: Mapping[str, int], top: int, width: int) -> str:
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _histogram_block(
+    label: str, counts: Mapping[str, int], top: int, width: int, mark: str = ""
+) -> str:
     shots = sum(counts.values())
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     peak = ranked[0][1]
     key_width = max(len(k) for k, _ in ranked[:top])
-    lines = [f"{label}  ({shots} shots, {len(counts)} outcomes)"]
+    lines = [f"{label}  ({_plural(shots, 'shot')}, {_plural(len(counts), 'outcome')}{mark})"]
     for outcome, count in ranked[:top]:
         lines.append(
             f"  {outcome:<{key_width}}  {count:>7}  {100 * count / shots:5.1f}%  "
@@ -117,7 +138,8 @@ def _histogram_block(label: str, counts: Mapping[str, int], top: int, width: int
         )
     if len(ranked) > top:
         rest = sum(c for _, c in ranked[top:])
-        lines.append(f"  ... {len(ranked) - top} more outcomes, {rest} shots")
+        more = len(ranked) - top
+        lines.append(f"  ... {_plural(more, 'more outcome')}, {_plural(rest, 'shot')}")
     return "\n".join(lines)
 
 

@@ -19,6 +19,8 @@ __all__ = [
     "EventLoopError",
     "ExecutionCancelledError",
     "HTTPStatusError",
+    "InvalidInputError",
+    "InvalidInputTypeError",
     "JobFailedError",
     "JobNotCompleteError",
     "MaxRetriesReachedError",
@@ -44,6 +46,14 @@ class ClientClosedError(AsyncJobError, RuntimeError):
     """A request was made through a client that was already closed."""
 
 
+class InvalidInputError(AsyncJobError, ValueError):
+    """A bad batch, option value or job handle; raised before anything is sent."""
+
+
+class InvalidInputTypeError(AsyncJobError, TypeError):
+    """An argument of the wrong type (a bare string for a batch) or an unknown keyword."""
+
+
 class ExecutionCancelledError(AsyncJobError):
     """A cancellation event (or Ctrl+C) stopped the operation."""
 
@@ -52,7 +62,7 @@ class EventLoopError(AsyncJobError, RuntimeError):
     """The event loop a client or backend runs on is gone, or is another thread's."""
 
 
-class QasmValidationError(AsyncJobError, ValueError):
+class QasmValidationError(InvalidInputError):
     """A circuit is not valid OpenQASM; carries its label and the position of the fault."""
 
     def __init__(
@@ -83,16 +93,22 @@ def _rebuild_qasm_error(
     return QasmValidationError(label, reason, line=line, column=column, token=token)
 
 
-class PayloadTooLargeError(AsyncJobError, ValueError):
+class PayloadTooLargeError(InvalidInputError):
     """A single circuit is larger, once encoded, than the request payload cap."""
 
 
 class RequestTimeoutError(AsyncJobError, TimeoutError):
     """An HTTP request did not complete within its timeout (after any retries)."""
 
+    reason: str | None = None
+    """What happened, without naming the request (e.g. "host:port did not answer ...")."""
+
 
 class ConnectionFailedError(AsyncJobError, ConnectionError):
     """The server could not be reached, or dropped the connection (after any retries)."""
+
+    reason: str | None = None
+    """The cause in words, without naming the request (e.g. "... connection refused")."""
 
 
 class ProtocolError(AsyncJobError):
@@ -104,27 +120,45 @@ class ProtocolError(AsyncJobError):
 
 
 class JobNotCompleteError(AsyncJobError):
-    """Results were asked for a job that has not reached COMPLETED."""
+    """Results were asked for a job that has not reached COMPLETED.
 
-    def __init__(self, job_id: str, status: str) -> None:
+    `reason` is the scheduler's explanation of a FAILED job, when it gave one.
+    """
+
+    def __init__(self, job_id: str, status: str, reason: str | None = None) -> None:
         self.job_id = job_id
         self.status = status
-        super().__init__(f"job {job_id} is not complete (status {status}); poll until COMPLETED")
+        self.reason = reason
+        if status in _ENDED:
+            because = f" ({reason})" if reason else ""
+            message = f"job {job_id} ended {status}{because}: it has no results"
+        else:
+            message = (
+                f"job {job_id} is not complete yet (status {status}); wait until it is "
+                "COMPLETED, e.g. poll_job_status(handle, loop_until_complete=True)"
+            )
+        super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.job_id, self.status))
+        return (type(self), (self.job_id, self.status, self.reason))
 
 
 class JobFailedError(AsyncJobError):
     """`run()` waited for a job that ended in a terminal status other than COMPLETED."""
 
-    def __init__(self, job_id: str, status: str) -> None:
+    def __init__(self, job_id: str, status: str, reason: str | None = None) -> None:
         self.job_id = job_id
         self.status = status
-        super().__init__(f"job {job_id} ended {status}")
+        self.reason = reason
+        because = f" ({reason})" if reason else ""
+        super().__init__(f"job {job_id} ended {status}{because}")
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.job_id, self.status))
+        return (type(self), (self.job_id, self.status, self.reason))
+
+
+_ENDED = frozenset({"FAILED", "CANCELLED", "INSUFFICIENT_CREDITS", "TIMED_OUT"})
+"""Terminal statuses other than COMPLETED: such a job will never have results."""
 
 
 class MaxRetriesReachedError(AsyncJobError, TimeoutError):

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from . import _qasm
+from ._errors import InvalidInputError, InvalidInputTypeError
 
 __all__ = ["ParametricCircuit", "bind_template", "check_pieces"]
 
@@ -26,21 +27,29 @@ Row = tuple[str, tuple[float, ...]]
 def _rows(value: Iterable[tuple[str, Iterable[object]]]) -> tuple[Row, ...]:
     """Each `(label, values)` row as tuples, its values checked and made floats."""
     if isinstance(value, str | bytes):
-        raise TypeError("parameter_sets must be a sequence of (label, values) rows")
+        raise InvalidInputTypeError("parameter_sets must be a sequence of (label, values) rows")
     rows: list[Row] = []
     for row in value:
         if isinstance(row, str | bytes) or not isinstance(row, Sequence) or len(row) != 2:
-            raise TypeError(f"each parameter set must be a (label, values) pair, got {row!r:.60}")
+            raise InvalidInputTypeError(
+                f"each parameter set must be a (label, values) pair, got {row!r:.60}"
+            )
         label, values = row
         if isinstance(values, str | bytes):
-            raise TypeError(f"parameter set {label!r}: values must be a sequence of numbers")
+            raise InvalidInputTypeError(
+                f"parameter set {label!r}: values must be a sequence of numbers"
+            )
         numbers_ = []
         for number in values:
             if isinstance(number, bool) or not isinstance(number, numbers.Real):
-                raise TypeError(f"parameter set {label!r}: {number!r:.40} is not a real number")
+                raise InvalidInputTypeError(
+                    f"parameter set {label!r}: {number!r:.40} is not a real number"
+                )
             as_float = float(number)
             if not math.isfinite(as_float):
-                raise ValueError(f"parameter set {label!r}: {as_float} is not a finite number")
+                raise InvalidInputError(
+                    f"parameter set {label!r}: {as_float} is not a finite number"
+                )
             numbers_.append(as_float)
         rows.append((label, tuple(numbers_)))
     return tuple(rows)
@@ -48,7 +57,7 @@ def _rows(value: Iterable[tuple[str, Iterable[object]]]) -> tuple[Row, ...]:
 
 def _names(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str | bytes):
-        raise TypeError("parameter_names must be a sequence of names, not one string")
+        raise InvalidInputTypeError("parameter_names must be a sequence of names, not one string")
     return tuple(value)
 
 
@@ -77,17 +86,19 @@ class ParametricCircuit:
 
     def __attrs_post_init__(self) -> None:
         if not self.template.strip():
-            raise ValueError("a ParametricCircuit needs a non-empty template")
+            raise InvalidInputError("a ParametricCircuit needs a non-empty template")
         for name in self.parameter_names:
             if not isinstance(name, str) or not name or name != name.strip():
-                raise ValueError(f"parameter names must be non-empty, unpadded str: {name!r}")
+                raise InvalidInputError(
+                    f"parameter names must be non-empty, unpadded str: {name!r}"
+                )
         if len(set(self.parameter_names)) != len(self.parameter_names):
-            raise ValueError(f"duplicate parameter names in {list(self.parameter_names)}")
+            raise InvalidInputError(f"duplicate parameter names in {list(self.parameter_names)}")
         if not self.parameter_sets:
-            raise ValueError("a ParametricCircuit needs at least one parameter set")
+            raise InvalidInputError("a ParametricCircuit needs at least one parameter set")
         for label, values in self.parameter_sets:
             if len(values) != len(self.parameter_names):
-                raise ValueError(
+                raise InvalidInputError(
                     f"parameter set {label!r} has {len(values)} values for the "
                     f"{len(self.parameter_names)} parameters {list(self.parameter_names)}"
                 )

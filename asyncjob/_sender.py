@@ -29,13 +29,14 @@ from ._errors import (
     ClientClosedError,
     ConflictError,
     HTTPStatusError,
+    InvalidInputError,
     NotFoundError,
     ProtocolError,
     RateLimitedError,
-    RequestTimeoutError,
     ServerError,
 )
 from ._models import Response
+from ._neterrors import missing_api_hint, timed_out
 from ._retry import parse_retry_after, should_retry
 from ._secrets import scrub
 from ._transport import AiohttpTransport, AsyncTransport, Request
@@ -52,7 +53,7 @@ _SPACE = re.compile(r"\s+")
 def job_path(job_id: str, endpoint: str = "") -> str:
     """`job/{id}/{endpoint}` with the id escaped so it can never change the path."""
     if not isinstance(job_id, str) or not job_id or job_id in (".", ".."):
-        raise ValueError(f"invalid job id {job_id!r}")
+        raise InvalidInputError(f"invalid job id {job_id!r}")
     return f"job/{quote(job_id, safe='')}/{endpoint}"
 
 
@@ -163,7 +164,7 @@ class Sender:
                 code = response.status_code
                 if 200 <= code < 300 or code in ok:
                     return response
-                outcome, failure = code, _status_error(response, self._config.token)
+                outcome, failure = code, _status_error(response, self._config)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             wait = None
             if should_retry(method, path, idempotency_key, outcome):
@@ -191,8 +192,8 @@ class Sender:
         except TimeoutError as exc:
             if isinstance(exc, AsyncJobError):
                 raise
-            raise RequestTimeoutError(
-                f"{request.method} {request.path} timed out after {request.timeout:g} s"
+            raise timed_out(
+                request.method, URL(request.url, encoded=True), request.timeout
             ) from exc
         if 300 <= response.status_code < 400:
             raise ProtocolError(
@@ -233,10 +234,13 @@ def short_message(response: Response, token: str) -> str:
     return message or "(no details)"
 
 
-def _status_error(response: Response, token: str) -> HTTPStatusError:
+def _status_error(response: Response, config: ClientConfig) -> HTTPStatusError:
     code = response.status_code
     cls = _STATUS_ERRORS.get(code, ServerError if code >= 500 else HTTPStatusError)
-    error = cls(code, short_message(response, token), method=response.method, path=response.path)
+    message = short_message(response, config.token)
+    if code == 404:
+        message += missing_api_hint(config.base_url)
+    error = cls(code, message, method=response.method, path=response.path)
     if isinstance(error, RateLimitedError):
         error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
     return error

@@ -27,6 +27,7 @@ from yarl import URL
 from ._errors import ClientClosedError, ConnectionFailedError, EventLoopError, ProtocolError
 from ._forksafe import abandon
 from ._models import Response
+from ._neterrors import connection_failed, not_http
 
 __all__ = ["AiohttpTransport", "AsyncTransport", "MockTransport", "Request"]
 
@@ -239,11 +240,9 @@ class AiohttpTransport(AsyncTransport):
             # Its repr shows the request's headers, the token among them: not chained.
             malformed = True
         except aiohttp.ClientError as exc:
-            raise ConnectionFailedError(
-                f"{method} {path}: connection failed ({type(exc).__name__})"
-            ) from exc
+            raise connection_failed(exc, method, URL(request.url, encoded=True)) from exc
         if malformed:
-            raise ConnectionFailedError(f"{method} {path}: the answer is not valid HTTP")
+            raise not_http(method, URL(request.url, encoded=True))
         logger.debug(
             "%s %s -> %s in %.1f ms",
             method,

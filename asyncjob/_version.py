@@ -6,7 +6,7 @@ from importlib import metadata
 
 __all__ = ["DISTRIBUTION", "__version__"]
 
-DISTRIBUTION = "asyncjob"
+DISTRIBUTION = "asyncjob-quantum"
 """The distribution name in `pyproject.toml` (what `pip install` takes)."""
 
 try:

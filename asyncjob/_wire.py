@@ -2,14 +2,17 @@
 
 The client checks a submission with these before anything is sent, and the
 local scheduler checks each chunk it receives with the same functions, so the
-two cannot drift apart. Errors are `TypeError` (wrong shape) or `ValueError`
-(wrong values); the scheduler answers either with a 400.
+two cannot drift apart. Errors are `InvalidInputTypeError` (a `TypeError`: wrong
+shape) or `InvalidInputError` (a `ValueError`: wrong values); the scheduler
+answers either with a 400.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+
+from ._errors import InvalidInputError, InvalidInputTypeError
 
 __all__ = ["check_ham_map", "check_shot_groups", "is_loopback"]
 
@@ -30,7 +33,7 @@ def _int_rows(name: str, value: object, fields: str) -> list[tuple[int, ...]]:
     """`value` as a non-empty list of rows of ints, one per entry of `fields`."""
     width = len(fields.split(", "))
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a non-empty list of [{fields}]")
+        raise InvalidInputTypeError(f"{name} must be a non-empty list of [{fields}]")
     rows: list[tuple[int, ...]] = []
     for row in value:
         if (
@@ -39,10 +42,12 @@ def _int_rows(name: str, value: object, fields: str) -> list[tuple[int, ...]]:
             or len(row) != width
             or not all(isinstance(x, int) and not isinstance(x, bool) for x in row)
         ):
-            raise TypeError(f"{name}: each entry must be [{fields}] of {width} ints, got {row!r}")
+            raise InvalidInputTypeError(
+                f"{name}: each entry must be [{fields}] of {width} ints, got {row!r}"
+            )
         rows.append(tuple(row))
     if not rows:
-        raise ValueError(f"{name} is empty: it must be a non-empty list of [{fields}]")
+        raise InvalidInputError(f"{name} is empty: it must be a non-empty list of [{fields}]")
     return rows
 
 
@@ -53,14 +58,18 @@ def _check_tiling(name: str, ranges: Sequence[tuple[int, ...]], n: int, unit: st
         start, end = row[0], row[1]
         if start != expected:
             kind = "overlap" if start < expected else "leave a gap"
-            raise ValueError(f"{name}: ranges must tile [0, {n}); [{start}, {end}) would {kind}")
+            raise InvalidInputError(
+                f"{name}: ranges must tile [0, {n}); [{start}, {end}) would {kind}"
+            )
         if end <= start:
-            raise ValueError(f"{name}: range [{start}, {end}) is empty or reversed")
+            raise InvalidInputError(f"{name}: range [{start}, {end}) is empty or reversed")
         if end > n:
-            raise ValueError(f"{name}: range [{start}, {end}) goes past the {n} circuits")
+            raise InvalidInputError(f"{name}: range [{start}, {end}) goes past the {n} circuits")
         expected = end
     if expected != n:
-        raise ValueError(f"{name}: ranges cover [0, {expected}) but the {unit} has {n} circuits")
+        raise InvalidInputError(
+            f"{name}: ranges cover [0, {expected}) but the {unit} has {n} circuits"
+        )
 
 
 def check_shot_groups(
@@ -75,7 +84,7 @@ def check_shot_groups(
     rows = _int_rows("shot_groups", value, "start, end, shots")
     for row in rows:
         if row[2] <= 0:
-            raise ValueError(f"shot_groups entry {list(row)!r}: shots must be positive")
+            raise InvalidInputError(f"shot_groups entry {list(row)!r}: shots must be positive")
     _check_tiling("shot_groups", rows if ordered else sorted(rows), n, unit)
     return tuple((r[0], r[1], r[2]) for r in rows)
 
@@ -90,12 +99,14 @@ def check_ham_map(
     """
     rows = _int_rows("circuit_ham_map", value, "start, end")
     if len(rows) != n_groups:
-        raise ValueError(
+        raise InvalidInputError(
             f"circuit_ham_map has {len(rows)} ranges but ham_ops has {n_groups} groups"
         )
     if n is not None:
         _check_tiling("circuit_ham_map", rows, n, "batch")
     for start, end in rows:
         if not 0 <= start <= end:
-            raise ValueError(f"circuit_ham_map: range [{start}, {end}) is negative or reversed")
+            raise InvalidInputError(
+                f"circuit_ham_map: range [{start}, {end}) is negative or reversed"
+            )
     return tuple((r[0], r[1]) for r in rows)

@@ -12,7 +12,7 @@ bound or parametric; label -> QASM mappings; qiskit circuits; divi's
 `JobType`), returns divi's `ExecutionResult` (`job_id`, `backend_jobs`,
 `run_time`), and raises divi's exceptions: a job ending FAILED, CANCELLED,
 INSUFFICIENT_CREDITS or TIMED_OUT while waiting, and a set cancellation event
-or Ctrl+C. Needs the `divi` extra (`pip install "asyncjob[divi]"`); the rest of
+or Ctrl+C. Needs the `divi` extra (`pip install "asyncjob-quantum[divi]"`); the rest of
 asyncjob never imports divi.
 """
 
@@ -37,7 +37,7 @@ try:
     from divi.exceptions import ExecutionCancelledError as _DiviCancelled
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        'asyncjob.divi needs qoro-divi; install it with: pip install "asyncjob[divi]"'
+        'asyncjob.divi needs qoro-divi; install it with: pip install "asyncjob-quantum[divi]"'
     ) from exc
 
 from ._backend import JobBackend

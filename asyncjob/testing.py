@@ -12,11 +12,15 @@ imported when a fixture is first used.
   event loop thread, for blocking code.
 
 The async fixture is a ``pytest_asyncio`` fixture when pytest-asyncio is
-installed (so it works in both its strict and auto modes).
+installed, and an ``async def`` test that takes ``local_scheduler`` as an
+argument is marked ``asyncio`` for you (unless it carries an ``anyio`` or
+``trio`` mark), so it runs in pytest-asyncio's strict mode (its default)
+without ``@pytest.mark.asyncio``.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +41,32 @@ def _async_fixture(function: Any) -> Any:
     except ImportError:  # pragma: no cover - plain pytest (e.g. with anyio's plugin)
         return pytest.fixture(function)
     return pytest_asyncio.fixture(function)
+
+
+_OTHER_RUNNERS = ("asyncio", "anyio", "trio")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Mark ``async def`` tests taking ``local_scheduler`` as asyncio tests (strict mode)."""
+    if not inspect.iscoroutinefunction(obj) or not collector.funcnamefilter(name):  # type: ignore[attr-defined]
+        return
+    try:
+        parameters = inspect.signature(obj).parameters
+    except (TypeError, ValueError):  # pragma: no cover - signature-less callables
+        return
+    if "local_scheduler" not in parameters:
+        return
+    own = [mark.name for mark in getattr(obj, "pytestmark", [])]
+    if any(runner in own for runner in _OTHER_RUNNERS):
+        return
+    if any(collector.get_closest_marker(runner) for runner in _OTHER_RUNNERS):
+        return
+    try:
+        import pytest_asyncio  # noqa: F401
+    except ImportError:  # pragma: no cover - no asyncio runner to hand the test to
+        return
+    pytest.mark.asyncio(obj)
 
 
 @_async_fixture

@@ -106,8 +106,8 @@ def versions(divi_python: str) -> dict[str, str]:
     from importlib import metadata
 
     out = {"python (asyncjob side)": platform.python_version()}
-    for name in ("asyncjob", "aiohttp", "anyio", "openqasm3"):
-        out[name] = metadata.version(name)
+    for name in ("asyncjob-quantum", "aiohttp", "anyio", "openqasm3"):
+        out[name.removesuffix("-quantum")] = metadata.version(name)
     script = (
         "import json, platform; from importlib import metadata as m; "
         "print(json.dumps({'python (divi side)': platform.python_version(), "

@@ -74,6 +74,7 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
         max_concurrent_jobs=args.max_concurrent_jobs,
         seed=args.seed,
         decode_workers=args.decode_workers,
+        executor="sampler",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

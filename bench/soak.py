@@ -309,6 +309,7 @@ async def soak(settings: SoakSettings) -> SoakReport:
                 job_duration=settings.job_duration,
                 max_concurrent_jobs=16,
                 seed=settings.seed,
+                executor="sampler",
             ) as scheduler:
                 async with AsyncJobClient(
                     scheduler.base_url,

@@ -1,7 +1,8 @@
 """An async web service that runs circuits for its callers: each request awaits its own job.
 
 `POST /run` with `{"circuits": {label: qasm}, "shots": N}` answers with the
-histograms. All requests share one `AsyncJobClient` (one connection pool); while
+histograms (and `"synthetic": true` when the scheduler made them up rather than
+simulating them). All requests share one `AsyncJobClient` (one connection pool); while
 one request waits for its job, the service keeps serving the others.
 
 Usage: python examples/async_service.py [BASE_URL TOKEN]
@@ -33,11 +34,16 @@ CLIENT = web.AppKey("client", AsyncJobClient)
 async def run_circuits(request: web.Request) -> web.Response:
     """Submit the caller's circuits, wait for the job, answer with its results."""
     body = await request.json()
+    client = request.app[CLIENT]
     try:
-        result = await request.app[CLIENT].run(body["circuits"], shots=body.get("shots", 1000))
-    except (AsyncJobError, ValueError, TypeError) as exc:
+        result = await client.run(body["circuits"], shots=body.get("shots", 1000))
+        status, _ = await client.get_status(result)
+    except AsyncJobError as exc:
         return web.json_response({"error": str(exc)}, status=400)
-    return web.json_response({"job_id": result.job_id, "results": result.results})
+    answer = {"job_id": result.job_id, "results": result.results}
+    if status.json().get("synthetic") is True:  # the local scheduler's sampler: not physics
+        answer["synthetic"] = True
+    return web.json_response(answer)
 
 
 def make_app(base_url: str, token: str) -> web.Application:

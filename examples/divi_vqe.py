@@ -1,7 +1,7 @@
 """qoro-divi programs on asyncjob: a VQE for H2 and a QAOA MaxCut, `backend=` the one change.
 
 Usage: python examples/divi_vqe.py [BASE_URL TOKEN]
-Needs `pip install "asyncjob[divi,local]"`. The URL and token come from the
+Needs `pip install "asyncjob-quantum[divi,local]"`. The URL and token come from the
 command line, else from ASYNCJOB_BASE_URL and ASYNCJOB_TOKEN; with neither, the
 script starts a local scheduler of its own that simulates with qiskit-aer.
 """

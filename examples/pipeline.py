@@ -49,6 +49,11 @@ async def run_pipeline(base_url: str, token: str, jobs: int = 20) -> list[str]:
                     continue
                 ones = [r["results"].get("1", 0) for r in results]
                 lines.append(f"{results[0]['label']}: counts of 1 per step {ones}")
+        if handles:
+            response, _ = await client.get_status(handles[0])
+            body = response.json()
+            if isinstance(body, dict) and body.get("synthetic") is True:
+                lines.append("(SYNTHETIC counts from the 'sampler' executor, not a simulation)")
     return lines
 
 

@@ -96,7 +96,8 @@ def main() -> None:
             print(f"{progress.done} batches done: stopping the pipeline from the main thread")
             stop.set()
             for n, future in enumerate(workers):
-                print(f"worker {n}: stopped after {future.result()} batches")
+                batches = future.result()
+                print(f"worker {n}: stopped after {batches} batch{'' if batches == 1 else 'es'}")
         print("pipeline stopped")
 
 

@@ -34,7 +34,7 @@ def rows(n: int, prefix: str = "r") -> list[tuple[str, list[float]]]:
 
 @pytest.fixture
 def sampler() -> Iterator[ThreadedScheduler]:
-    with LocalScheduler(job_duration=0.02).run_in_thread() as threaded:
+    with LocalScheduler(executor="sampler", job_duration=0.02).run_in_thread() as threaded:
         yield threaded
 
 

@@ -2,14 +2,16 @@
 
 `LocalScheduler` serves ``http://127.0.0.1:PORT/api/`` in-process (``async
 with``), on a background thread (``run_in_thread()``) or from the command line
-(``asyncjob serve``). It runs circuits with the ``"sampler"`` executor
-(synthetic, deterministic counts; no dependency) or the ``"aer"`` executor (a
-real qiskit-aer simulation; ``pip install 'asyncjob[local]'``), and injects the
+(``asyncjob serve``). It runs circuits with the ``"aer"`` executor (a real
+qiskit-aer simulation; ``pip install 'asyncjob-quantum[local]'``) when that is
+installed, else with the ``"sampler"`` executor (synthetic, deterministic
+counts; no dependency), and injects the
 network and job faults of a `FaultConfig` so clients can be tested against
 them.
 """
 
 from ._app import API_PREFIX, LocalScheduler, ThreadedScheduler
+from ._choice import aer_available
 from ._executors import (
     AerExecutor,
     CircuitTask,
@@ -41,5 +43,6 @@ __all__ = [
     "SamplerExecutor",
     "SchedulerStats",
     "ThreadedScheduler",
+    "aer_available",
     "make_executor",
 ]

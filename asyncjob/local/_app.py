@@ -32,13 +32,15 @@ from urllib.parse import quote
 
 import anyio
 from aiohttp import web
+from aiohttp.log import access_logger
 
 from .._config import MAX_PAYLOAD_BYTES
 from .._parametric import bind_template
 from .._wire import check_ham_map, check_shot_groups, is_loopback
+from ._choice import choose_executor, is_synthetic
 from ._decode import MAX_DECOMPRESSED_BYTES, Decoder, check_sources, gunzip, unpack
 from ._decode import BadRequest as _BadRequest
-from ._executors import CircuitTask, Executor, make_executor
+from ._executors import CircuitTask, Executor
 from ._faults import FaultConfig, FaultEvent, FaultInjector, FaultPlan
 from ._jobs import TERMINAL, Counters, Job, JobRecord, JobStore, SchedulerStats
 
@@ -564,8 +566,7 @@ class _App:
         }
         return web.json_response({"jobs": jobs})
 
-    @staticmethod
-    def _status_body(job: Job) -> dict[str, Any]:
+    def _status_body(self, job: Job) -> dict[str, Any]:
         body: dict[str, Any] = {
             "job_id": job.id,
             "status": job.status,
@@ -578,6 +579,8 @@ class _App:
             body["run_time"] = job.run_time
         if job.error:
             body["error"] = job.error
+        if self.s.synthetic:
+            body["synthetic"] = True  # an extension: the counts are not physics
         return body
 
     async def results(self, request: web.Request) -> web.StreamResponse:
@@ -644,7 +647,11 @@ class LocalScheduler:
     worker processes (started with the scheduler) instead of a thread, so that
     chunks uploaded at once are decoded in parallel; the program that starts
     it then needs the usual ``if __name__ == "__main__":`` guard of spawned
-    processes.
+    processes. ``executor="auto"`` (the default) simulates with qiskit-aer when
+    it is installed and otherwise uses the ``sampler``, whose counts are
+    synthetic (`synthetic` is then True and every status body says
+    ``"synthetic": true``). ``log_requests=True`` logs each request on the
+    ``aiohttp.access`` logger.
     """
 
     def __init__(
@@ -653,7 +660,7 @@ class LocalScheduler:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        executor: str | Executor = "sampler",
+        executor: str | Executor = "auto",
         faults: FaultConfig | None = None,
         job_duration: float | tuple[float, float] = 0.0,
         max_concurrent_jobs: int = 4,
@@ -662,6 +669,7 @@ class LocalScheduler:
         shutdown_timeout: float = 2.0,
         watch: bool = True,
         decode_workers: int = 0,
+        log_requests: bool = False,
     ) -> None:
         if not is_loopback(host):
             if not allow_remote:
@@ -677,12 +685,13 @@ class LocalScheduler:
         self.port = port
         self.shutdown_timeout = shutdown_timeout
         self.watch = watch
+        self.log_requests = log_requests
         self._duration = self._check_duration(job_duration)
         self._rng = random.Random(seed)
         self._injector = FaultInjector(faults or FaultConfig())
         self._counters = Counters()
         self._store = JobStore(
-            make_executor(executor),
+            choose_executor(executor),
             max_concurrent_jobs=max_concurrent_jobs,
             job_duration=self._draw_duration,
             injector=lambda: self._injector,
@@ -716,7 +725,9 @@ class LocalScheduler:
         self._closing = asyncio.Event()
         await self._decoder.start()
         runner = web.AppRunner(
-            _App(self).build(), access_log=None, shutdown_timeout=self.shutdown_timeout
+            _App(self).build(),
+            access_log=access_logger if self.log_requests else None,
+            shutdown_timeout=self.shutdown_timeout,
         )
         try:
             await runner.setup()
@@ -814,6 +825,11 @@ class LocalScheduler:
     def executor(self) -> Executor:
         """What runs the circuits."""
         return self._store.executor
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the counts are synthetic (the ``sampler`` executor), not a simulation."""
+        return is_synthetic(self.executor)
 
     @property
     def faults(self) -> FaultConfig:
@@ -986,6 +1002,11 @@ class ThreadedScheduler:
     def port(self) -> int:
         """The bound port."""
         return self.scheduler.port
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the counts are synthetic (the ``sampler`` executor)."""
+        return self.scheduler.synthetic
 
     @property
     def faults(self) -> FaultConfig:

@@ -5,7 +5,7 @@
   outcomes plus a small tail, summing exactly to the shots) and expectation
   values in [-1, 1], seeded from the circuit text, label and shots. It is for
   exercising clients, not for physics.
-- `AerExecutor` (``"aer"``, needs ``pip install 'asyncjob[local]'``) really
+- `AerExecutor` (``"aer"``, needs ``pip install 'asyncjob-quantum[local]'``) really
   simulates the circuits with qiskit-aer: counts by sampling, expectation values
   exactly from the statevector, a job's circuits in a few batched aer calls.
 
@@ -26,6 +26,7 @@ from typing import ClassVar
 
 import attrs
 
+from .._errors import AsyncJobError
 from .._qasm import circuit_clbits, circuit_qubits
 from ._aer import AerBatcher, is_qasm3
 
@@ -78,7 +79,7 @@ class ExecutionAborted(Exception):
     """Raised by an executor that noticed its job was cancelled."""
 
 
-class ExecutorUnavailableError(ImportError):
+class ExecutorUnavailableError(AsyncJobError, ImportError):
     """The executor's optional dependency is not installed."""
 
 
@@ -174,7 +175,7 @@ class SamplerExecutor(Executor):
 
 
 class AerExecutor(Executor):
-    """Simulates circuits with qiskit-aer (optional extra ``asyncjob[local]``).
+    """Simulates circuits with qiskit-aer (optional extra ``asyncjob-quantum[local]``).
 
     OpenQASM 2 is loaded with ``qiskit.qasm2.loads`` (legacy gate set, like
     ``QuantumCircuit.from_qasm_str``); OpenQASM 3 with ``qiskit.qasm3.loads``,
@@ -188,12 +189,11 @@ class AerExecutor(Executor):
     name: ClassVar[str] = "aer"
 
     def __init__(self, *, seed: int | None = None, method: str = "automatic") -> None:
-        for module in ("qiskit", "qiskit_aer"):
-            if importlib.util.find_spec(module) is None:
-                raise ExecutorUnavailableError(
-                    f"the 'aer' executor needs {module.replace('_', '-')}: "
-                    "pip install 'asyncjob[local]'"
-                )
+        if any(importlib.util.find_spec(m) is None for m in ("qiskit", "qiskit_aer")):
+            raise ExecutorUnavailableError(
+                "the 'aer' executor needs qiskit and qiskit-aer: "
+                "pip install 'asyncjob-quantum[local]'"
+            )
         self.seed = seed
         self.method = method
         self._batcher = AerBatcher(seed=seed, method=method)

@@ -21,6 +21,7 @@ def serve() -> Iterator[Callable[..., ThreadedScheduler]]:
 
         def start(**options: Any) -> ThreadedScheduler:
             options.setdefault("job_duration", 0.05)
+            options.setdefault("executor", "sampler")
             return stack.enter_context(LocalScheduler(token=TOKEN, **options).run_in_thread())
 
         yield start

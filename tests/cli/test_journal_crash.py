@@ -42,7 +42,9 @@ def _wait_for(condition: object, timeout: float = 30) -> None:
 def test_killed_submission_is_resumed_or_cancelled(tmp_path: Path, finish: bool) -> None:
     journal_path = tmp_path / "journal.sqlite3"
     faults = FaultConfig(latency=0.2, only=("add_circuits",))
-    with LocalScheduler(TOKEN, faults=faults, job_duration=0.1).run_in_thread() as server:
+    with LocalScheduler(
+        TOKEN, faults=faults, job_duration=0.1, executor="sampler"
+    ).run_in_thread() as server:
         proc = subprocess.Popen(
             [sys.executable, "-c", SUBMITTER, server.base_url, TOKEN, str(journal_path)],
         )

@@ -47,14 +47,14 @@ TEMPLATE = (
 @pytest.fixture
 def sampler() -> Iterator[ThreadedScheduler]:
     """A scheduler with synthetic counts and 50 ms jobs: the contract, not the physics."""
-    with LocalScheduler(job_duration=0.05).run_in_thread() as threaded:
+    with LocalScheduler(executor="sampler", job_duration=0.05).run_in_thread() as threaded:
         yield threaded
 
 
 @pytest.fixture
 def slow() -> Iterator[ThreadedScheduler]:
     """A scheduler whose jobs run until cancelled."""
-    with LocalScheduler(job_duration=600).run_in_thread() as threaded:
+    with LocalScheduler(executor="sampler", job_duration=600).run_in_thread() as threaded:
         yield threaded
 
 

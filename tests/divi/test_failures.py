@@ -29,7 +29,9 @@ SCRIPTS = Path(__file__).parent / "scripts"
 
 def test_a_scheduler_failing_every_job_ends_the_vqe_in_job_failed_error() -> None:
     faults = FaultConfig(fail_rate=1.0)
-    with LocalScheduler(faults=faults, job_duration=0.01).run_in_thread() as threaded:
+    with LocalScheduler(
+        executor="sampler", faults=faults, job_duration=0.01
+    ).run_in_thread() as threaded:
         with divi_backend(threaded) as backend:
             vqe = VQE(
                 HamiltonianProblem(H2, n_electrons=2),
@@ -47,7 +49,7 @@ def test_a_scheduler_failing_every_job_ends_the_vqe_in_job_failed_error() -> Non
 @pytest.fixture
 def slow() -> Iterator[ThreadedScheduler]:
     """A scheduler whose jobs run until cancelled."""
-    with LocalScheduler(job_duration=600).run_in_thread() as threaded:
+    with LocalScheduler(executor="sampler", job_duration=600).run_in_thread() as threaded:
         yield threaded
 
 

@@ -147,7 +147,9 @@ async def test_as_completed_against_the_scheduler(scheduler: LocalScheduler) -> 
 
 async def test_as_completed_watches_many_jobs_with_few_requests() -> None:
     async with (
-        LocalScheduler(job_duration=(0.05, 0.5), max_concurrent_jobs=20, seed=2) as scheduler,
+        LocalScheduler(
+            job_duration=(0.05, 0.5), max_concurrent_jobs=20, seed=2, executor="sampler"
+        ) as scheduler,
         AsyncJobClient(scheduler.base_url, scheduler.token, polling_interval=30.0) as client,
     ):
         handles = [await client.submit_circuits({f"j{i}": BELL}) for i in range(20)]
@@ -163,7 +165,7 @@ async def test_as_completed_watches_many_jobs_with_few_requests() -> None:
 
 async def test_as_completed_against_a_server_without_watch() -> None:
     async with (
-        LocalScheduler(job_duration=0.05, watch=False) as scheduler,
+        LocalScheduler(job_duration=0.05, watch=False, executor="sampler") as scheduler,
         AsyncJobClient(scheduler.base_url, scheduler.token, polling_interval=0.02) as client,
     ):
         handles = [await client.submit_circuits({f"j{i}": BELL}) for i in range(3)]
@@ -177,7 +179,7 @@ async def test_as_completed_against_a_server_without_watch() -> None:
 
 async def test_a_long_poll_outlasts_the_request_timeout() -> None:
     async with (
-        LocalScheduler(job_duration=0.6) as scheduler,
+        LocalScheduler(job_duration=0.6, executor="sampler") as scheduler,
         AsyncJobClient(
             scheduler.base_url, scheduler.token, polling_interval=5.0, timeout=0.3
         ) as client,

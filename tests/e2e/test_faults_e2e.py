@@ -54,7 +54,9 @@ async def test_client_survives(faults: dict[str, Any], kind: str | None) -> None
 
 
 async def test_failed_jobs_are_reported_not_retried() -> None:
-    async with LocalScheduler(faults=FaultConfig(fail_rate=1.0), job_duration=0.01) as server:
+    async with LocalScheduler(
+        faults=FaultConfig(fail_rate=1.0), job_duration=0.01, executor="sampler"
+    ) as server:
         async with AsyncJobClient(server.base_url, server.token, polling_interval=0.01) as c:
             with pytest.raises(JobFailedError, match="FAILED"):
                 await c.run(CIRCUITS)

@@ -66,6 +66,7 @@ async def make_scheduler() -> AsyncIterator[Factory]:
 
     async def make(**options: Any) -> LocalScheduler:
         options.setdefault("token", TOKEN)
+        options.setdefault("executor", "sampler")
         scheduler = LocalScheduler(**options)
         await scheduler.start()
         started.append(scheduler)

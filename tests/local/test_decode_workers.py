@@ -88,7 +88,7 @@ async def test_dead_workers_fall_back_to_a_thread(make_scheduler: Factory) -> No
 
 
 async def test_stop_ends_the_workers_and_start_brings_new_ones() -> None:
-    server = LocalScheduler(token=TOKEN, decode_workers=1)
+    server = LocalScheduler(token=TOKEN, decode_workers=1, executor="sampler")
     await server.start()
     (first,) = server.decode_worker_pids
     await server.stop()
@@ -107,4 +107,4 @@ async def test_stop_ends_the_workers_and_start_brings_new_ones() -> None:
 
 def test_negative_workers_are_refused() -> None:
     with pytest.raises(ValueError, match="decode_workers"):
-        LocalScheduler(decode_workers=-1)
+        LocalScheduler(decode_workers=-1, executor="sampler")

@@ -42,7 +42,9 @@ def make_service(threaded: ThreadedScheduler, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture
 def threaded() -> Iterator[ThreadedScheduler]:
-    with LocalScheduler(token=TOKEN, job_duration=0.01).run_in_thread() as scheduler:
+    with LocalScheduler(
+        token=TOKEN, job_duration=0.01, executor="sampler"
+    ).run_in_thread() as scheduler:
         yield scheduler
 
 
@@ -131,7 +133,9 @@ def test_parametric_payloads(service: Any) -> None:
 def test_cancel_and_delete(monkeypatch: pytest.MonkeyPatch) -> None:
     import requests
 
-    with LocalScheduler(token=TOKEN, job_duration=60).run_in_thread() as threaded:
+    with LocalScheduler(
+        token=TOKEN, job_duration=60, executor="sampler"
+    ).run_in_thread() as threaded:
         service = make_service(threaded, monkeypatch)
         handle = service.submit_circuits({"bell": BELL})
         threaded.wait_for_status(handle.job_id, "RUNNING", timeout=10)

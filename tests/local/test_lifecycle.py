@@ -22,7 +22,7 @@ def auth(scheduler: LocalScheduler | ThreadedScheduler) -> dict[str, str]:
 
 
 async def test_context_manager_and_repr() -> None:
-    async with LocalScheduler(token="secret-xyz", port=0) as scheduler:
+    async with LocalScheduler(token="secret-xyz", port=0, executor="sampler") as scheduler:
         assert scheduler.running
         assert scheduler.token == "secret-xyz"
         assert scheduler.port > 0
@@ -70,10 +70,10 @@ async def test_port_in_use(make_scheduler: Factory) -> None:
 
 def test_non_loopback_needs_allow_remote_and_token() -> None:
     with pytest.raises(ValueError, match="allow_remote"):
-        LocalScheduler(token="t", host="0.0.0.0")
+        LocalScheduler(token="t", host="0.0.0.0", executor="sampler")
     with pytest.raises(ValueError, match="token"):
-        LocalScheduler(host="0.0.0.0", allow_remote=True)
-    scheduler = LocalScheduler(token="t", host="0.0.0.0", allow_remote=True)
+        LocalScheduler(host="0.0.0.0", allow_remote=True, executor="sampler")
+    scheduler = LocalScheduler(token="t", host="0.0.0.0", allow_remote=True, executor="sampler")
     assert not scheduler.running  # constructed, not started: tests bind only 127.0.0.1
 
 
@@ -163,7 +163,9 @@ def request(
 
 
 def test_threaded_mode() -> None:
-    with LocalScheduler(token="tt", job_duration=0.01).run_in_thread() as threaded:
+    with LocalScheduler(
+        token="tt", job_duration=0.01, executor="sampler"
+    ).run_in_thread() as threaded:
         assert isinstance(threaded, ThreadedScheduler)
         assert request(threaded, "GET", "")[0] == 200
         status, body = request(threaded, "POST", "job/init/", {"job_type": "EXECUTE"})
@@ -191,8 +193,8 @@ def test_threaded_mode() -> None:
 
 
 def test_threaded_start_failure_is_raised() -> None:
-    with LocalScheduler(token="t").run_in_thread() as first:
-        second = LocalScheduler(token="t", port=first.port).run_in_thread()
+    with LocalScheduler(token="t", executor="sampler").run_in_thread() as first:
+        second = LocalScheduler(token="t", port=first.port, executor="sampler").run_in_thread()
         with pytest.raises(OSError):
             second.start()
     assert not any(t.name == "asyncjob-local-scheduler" for t in threading.enumerate())

@@ -139,7 +139,7 @@ async def elsewhere(stub: StubFactory) -> Stub:
 @pytest.fixture
 async def scheduler() -> AsyncIterator[LocalScheduler]:
     """A fault-free local scheduler with short jobs."""
-    async with LocalScheduler(token=TOKEN, job_duration=0.02, seed=1) as s:
+    async with LocalScheduler(token=TOKEN, job_duration=0.02, seed=1, executor="sampler") as s:
         yield s
 
 

@@ -66,7 +66,9 @@ SLOW_RESULTS = FaultConfig(latency=0.1, only=("results",))
 
 
 def new_scheduler() -> LocalScheduler:
-    return LocalScheduler(token=TOKEN, job_duration=0.03, max_concurrent_jobs=8, faults=LATENCY)
+    return LocalScheduler(
+        token=TOKEN, job_duration=0.03, max_concurrent_jobs=8, faults=LATENCY, executor="sampler"
+    )
 
 
 def circuits_for(number: int) -> dict[str, str]:

@@ -46,7 +46,7 @@ async def test_the_journal_is_opened_once_by_concurrent_tasks(
 
 
 async def test_as_completed_on_a_fresh_journal(tmp_path: Path) -> None:
-    async with LocalScheduler(token=TOKEN, job_duration=0.01) as scheduler:
+    async with LocalScheduler(token=TOKEN, job_duration=0.01, executor="sampler") as scheduler:
         async with AsyncJobClient(
             scheduler.base_url,
             TOKEN,

@@ -81,7 +81,7 @@ def check_results(result: object, circuits: dict[str, str]) -> None:
 
 async def test_poll_resumes_across_a_restart(watch: Callable[..., OnRecord]) -> None:
     circuits = load_soak().batch(1, 4)
-    async with LocalScheduler(token=TOKEN, job_duration=0.3) as scheduler:
+    async with LocalScheduler(token=TOKEN, job_duration=0.3, executor="sampler") as scheduler:
         port = scheduler.port
         async with AsyncJobClient(
             scheduler.base_url, TOKEN, retry=retry(), polling=PollingPolicy(interval=0.02)
@@ -110,7 +110,9 @@ async def test_poll_resumes_across_a_restart(watch: Callable[..., OnRecord]) -> 
 
 def test_backend_poll_resumes_across_a_restart(watch: Callable[..., OnRecord]) -> None:
     circuits = load_soak().batch(2, 4)
-    with LocalScheduler(token=TOKEN, job_duration=0.3).run_in_thread() as threaded:
+    with LocalScheduler(
+        token=TOKEN, job_duration=0.3, executor="sampler"
+    ).run_in_thread() as threaded:
         scheduler = threaded.scheduler
         with JobBackend(
             threaded.base_url, TOKEN, retry=retry(), polling=PollingPolicy(interval=0.02)
@@ -148,7 +150,7 @@ def test_backend_poll_resumes_across_a_restart(watch: Callable[..., OnRecord]) -
 async def test_server_down_past_the_retry_budget_is_a_clear_error(
     watch: Callable[..., OnRecord],
 ) -> None:
-    async with LocalScheduler(token=TOKEN, job_duration=3600) as scheduler:
+    async with LocalScheduler(token=TOKEN, job_duration=3600, executor="sampler") as scheduler:
         async with AsyncJobClient(
             scheduler.base_url, TOKEN, retry=retry(), polling=PollingPolicy(interval=0.02)
         ) as client:
@@ -169,7 +171,7 @@ async def test_upload_survives_a_restart_between_chunks_without_duplicates(
     watch: Callable[..., OnRecord],
 ) -> None:
     circuits = load_soak().batch(3, 30)
-    async with LocalScheduler(token=TOKEN) as scheduler:
+    async with LocalScheduler(token=TOKEN, executor="sampler") as scheduler:
         async with AsyncJobClient(
             scheduler.base_url,
             TOKEN,

@@ -77,7 +77,9 @@ async def test_no_token_in_logs_or_errors_across_a_faulty_run(
         error_when="random",
         fail_rate=0.2,
     )
-    async with LocalScheduler(token=TOKEN, faults=faults, job_duration=0.01) as scheduler:
+    async with LocalScheduler(
+        token=TOKEN, faults=faults, job_duration=0.01, executor="sampler"
+    ) as scheduler:
         async with AsyncJobClient(
             scheduler.base_url,
             TOKEN,
@@ -98,7 +100,7 @@ async def test_no_token_in_logs_or_errors_across_a_faulty_run(
         assert scheduler.stats.total_faults > 10
 
     # Error paths (jobs here run until cancelled).
-    async with LocalScheduler(token=TOKEN, job_duration=3600) as scheduler:
+    async with LocalScheduler(token=TOKEN, job_duration=3600, executor="sampler") as scheduler:
         async with AsyncJobClient(scheduler.base_url, TOKEN, retry=fast_retry()) as client:
             handle = await client.submit_circuits({"a": BELL})
             await client.cancel_job(handle)
@@ -130,7 +132,7 @@ async def test_no_token_in_logs_or_errors_across_a_faulty_run(
         await expect(ProtocolError, lambda: client.get_job_results("j1"))
 
     # The blocking facade too, through its loop thread.
-    async with LocalScheduler(token=TOKEN, job_duration=0.01) as scheduler:
+    async with LocalScheduler(token=TOKEN, job_duration=0.01, executor="sampler") as scheduler:
         with JobBackend(scheduler.base_url, TOKEN, polling_interval=0.01) as backend:
             results: list[Any] = []
 

@@ -47,7 +47,7 @@ async def test_lost_responses_to_init_and_chunks_are_refused_as_duplicates() -> 
     faults = FaultConfig(
         seed=7, error_rate=0.3, reset_rate=0.1, error_when="after", only=("init", "add_circuits")
     )
-    async with LocalScheduler(faults=faults) as scheduler:
+    async with LocalScheduler(faults=faults, executor="sampler") as scheduler:
         async with AsyncJobClient(
             scheduler.base_url,
             scheduler.token,
