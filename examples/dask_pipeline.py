@@ -62,6 +62,8 @@ def main() -> None:
         with LocalScheduler().run_in_thread() as scheduler:
             print("started a local scheduler at", scheduler.base_url)
             report(run_on_cluster(scheduler.base_url, scheduler.token))
+            if scheduler.synthetic:  # no qiskit-aer: the 'sampler' executor made them up
+                print("(SYNTHETIC counts from the 'sampler' executor, not a simulation)")
         return
     report(run_on_cluster(base_url, token))
 

@@ -69,7 +69,7 @@ async def test_a_journal_locked_by_another_process_holds_up_no_call(
 ) -> None:
     path = tmp_path / "j.sqlite3"
     caplog.set_level("WARNING", logger="asyncjob")
-    async with LocalScheduler(job_duration=60) as server:
+    async with LocalScheduler(executor="sampler", job_duration=60) as server:
         client = AsyncJobClient(server.base_url, server.token, journal=path, polling_interval=0.01)
         async with client:
             with locked_by_another_process(path) as holder, anyio.fail_after(20):

@@ -13,7 +13,7 @@ from ..conftest import BELL
 async def test_calls_beyond_the_pool_wait_their_turn_instead_of_timing_out() -> None:
     # 2 connections, each status answer takes 0.1 s: the 20th call waits ~1 s for a
     # connection, five times the 0.2 s connect timeout.
-    async with LocalScheduler(job_duration=60) as server:
+    async with LocalScheduler(executor="sampler", job_duration=60) as server:
         async with AsyncJobClient(
             server.base_url,
             server.token,

@@ -18,7 +18,9 @@ JOBS = 50
 @pytest.fixture
 def scheduler() -> Iterator[ThreadedScheduler]:
     """A fresh local scheduler (sampler executor) for one test."""
-    with LocalScheduler(token=TOKEN, max_concurrent_jobs=8).run_in_thread() as server:
+    with LocalScheduler(
+        token=TOKEN, executor="sampler", max_concurrent_jobs=8
+    ).run_in_thread() as server:
         yield server
 
 
@@ -36,7 +38,7 @@ def expected() -> dict[int, dict[str, int]]:
     deterministic per circuit, label and shots)."""
     batch = {_workers.label(i): _workers.circuit(i) for i in range(JOBS)}
     with (
-        LocalScheduler(token=TOKEN).run_in_thread() as server,
+        LocalScheduler(token=TOKEN, executor="sampler").run_in_thread() as server,
         JobBackend(server.base_url, TOKEN, shots=_workers.SHOTS, polling_interval=0.01) as b,
     ):
         result = b.run(batch)
