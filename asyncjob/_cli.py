@@ -270,6 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
         return run(args)
+    if args.command != "serve":  # serve sets up its own log format
+        # The library's warnings, one line each, told apart from the error line.
+        logging.basicConfig(
+            level=logging.WARNING, format="asyncjob: warning: %(message)s", stream=sys.stderr
+        )
     try:
         return run(args)
     except KeyboardInterrupt:
