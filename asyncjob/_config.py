@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._errors import ConfigurationError, InvalidInputTypeError
-from ._journal import default_journal_path
+from ._paths import default_journal_path
 from ._retry import RetryPolicy
 from ._wire import is_loopback
 

@@ -46,7 +46,7 @@ from ._journal_records import (
     Status,
     Submitted,
 )
-from ._paths import data_dir
+from ._paths import default_journal_path
 
 __all__ = ["Journal", "JournalEntry", "default_journal_path"]
 
@@ -105,19 +105,6 @@ _WAL_LIMIT = 1024 * 1024
 """Bytes the write-ahead log is cut back to after a checkpoint."""
 _FREE_PAGES = 256
 """Free pages (1 MiB at 4 KiB a page) kept for later chunks; beyond, they go back to the disk."""
-
-
-def default_journal_path() -> Path | None:
-    """`$ASYNCJOB_JOURNAL`, or `journal.sqlite3` in the user's data directory.
-
-    `ASYNCJOB_JOURNAL=off` (or an empty value) disables the journal.
-    """
-    configured = os.environ.get("ASYNCJOB_JOURNAL")
-    if configured is not None:
-        return (
-            None if configured.strip().lower() in ("", "off", "0", "false") else Path(configured)
-        )
-    return data_dir() / "journal.sqlite3"
 
 
 @attrs.frozen
