@@ -52,6 +52,8 @@ LAYERS: dict[str, int] = {
     "_submit": CLIENT,
     "_status": CLIENT,
     "_results": CLIENT,
+    "_completed": CLIENT,
+    "_context": CLIENT,
     # the blocking facade and the protocol it implements
     "_protocol": FACADE,
     "_backend": FACADE,

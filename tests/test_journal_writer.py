@@ -86,7 +86,7 @@ async def test_a_journal_locked_by_another_process_holds_up_no_call(
                 await client.cancel_job(handle)
                 # Every call is over, the lock still held: nothing could be written.
                 assert holder.poll() is None
-                assert client._writer is not None and client._writer.degraded is not None
+                assert client._ctx.writer is not None and client._ctx.writer.degraded is not None
                 assert Journal(path).find(server.base_url, handle.job_id or "") is None
             assert degraded_warnings(caplog) == 1
         # The lock is gone: closing the client wrote everything.
@@ -104,7 +104,7 @@ async def test_records_are_written_in_groups(tmp_path: Path) -> None:
         return CallbackResult(payload={"job_id": kwargs["headers"]["Idempotency-Key"]})
 
     async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
-        writer = client._writer
+        writer = client._ctx.writer
         assert writer is not None
         with aioresponses() as m:
             m.post(BASE + "job/init/", callback=init, repeat=True)

@@ -212,7 +212,7 @@ async def test_a_post_without_idempotency_is_sent_once() -> None:
     client, transport = client_with(replies(json_response({}, 503)))
     async with client:
         with pytest.raises(ServerError):
-            await client._sender.request("POST", "job/j1/other/", body={})
+            await client._ctx.sender.request("POST", "job/j1/other/", body={})
     assert len(transport.requests) == 1
 
 

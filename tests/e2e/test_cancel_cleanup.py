@@ -53,7 +53,7 @@ async def test_cancel_during_a_hung_init_returns_at_once_and_cleans_up_in_the_ba
             assert server.stats.requests_by_endpoint.get("cancel", 0) == 0
             (job,) = server.jobs()
             assert job.status != "CANCELLED"
-            assert len(client._cleanups) == 1
+            assert len(client._ctx.cleanups) == 1
         # aclose() waited for the cleanup: init found again by its key, then cancelled.
         (job,) = server.jobs()
         assert job.status == "CANCELLED"
@@ -80,8 +80,8 @@ async def test_cancel_while_upload_and_cancel_hang_returns_at_once(tmp_path: Pat
             (job,) = server.jobs()
             assert job.status != "CANCELLED"
             assert not job.finalized
-            assert client._writer is not None
-            await client._writer.flush()
+            assert client._ctx.writer is not None
+            await client._ctx.writer.flush()
             (entry,) = Journal(journal).entries()
             assert entry.cancelling  # resume would cancel it, should the process die now
         (job,) = server.jobs()

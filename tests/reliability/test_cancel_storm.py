@@ -200,7 +200,7 @@ async def storm_async(threaded: ThreadedScheduler, mode: str, count: int, seed: 
         for number in range(count):
             await one_async(client, threaded, server_loop, rng, mode, number, tally)
             # A cancelled call returned at once; its job is cancelled in the background.
-            await client._cleanups.wait()
+            await client._ctx.cleanups.wait()
             await anyio.to_thread.run_sync(quiesce, threaded)
         # Every cleanup is over: no task is left but those there before the storm.
         assert len(asyncio.all_tasks()) == tasks_before
@@ -311,7 +311,7 @@ def flow_blocking(
 def settle(backend: JobBackend) -> None:
     """Wait for the background cleanups of the backend's cancelled calls."""
     loop = backend._running()
-    loop.portal.call(loop.client._cleanups.wait)
+    loop.portal.call(loop.client._ctx.cleanups.wait)
 
 
 def test_cancel_storm_job_backend() -> None:

@@ -36,7 +36,7 @@ async def test_the_journal_is_opened_once_by_concurrent_tasks(
     journals: list[Any] = []
 
     async def use() -> None:  # each opens it from a worker thread of its own
-        journals.append(await client._from_journal(lambda journal: journal))
+        journals.append(await client._ctx.from_journal(lambda journal: journal))
 
     async with anyio.create_task_group() as tg:
         for _ in range(20):

@@ -75,7 +75,7 @@ def entry(label: str, counts: dict[str, int] | None = None) -> dict[str, Any]:
 
 async def submitted(client: AsyncJobClient, labels: list[str]) -> None:
     """Let the client know the labels of job "j1", as if it had submitted them."""
-    client._remember_labels("j1", tuple(labels))
+    client._ctx.remember_labels("j1", tuple(labels))
 
 
 # -- error pages --------------------------------------------------------------------------

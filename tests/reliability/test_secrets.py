@@ -128,7 +128,7 @@ async def test_no_token_in_logs_or_errors_across_a_faulty_run(
         await expect(ProtocolError, lambda: client.poll_job_status("j1"))
         await expect(ServerError, lambda: client.cancel_job("j1"))
         await expect(AsyncJobError, lambda: client.submit_circuits({"a": BELL}))
-        client._remember_labels("j1", ("x",))
+        client._ctx.remember_labels("j1", ("x",))
         await expect(ProtocolError, lambda: client.get_job_results("j1"))
 
     # The blocking facade too, through its loop thread.

@@ -1,0 +1,233 @@
+"""Following jobs: one status request, the polling loop, and `jobs/watch/` long polls."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import attrs
+
+from ._context import ClientContext, data_field, job_id_of, remember
+from ._errors import AsyncJobError, HTTPStatusError, MaxRetriesReachedError, ProtocolError
+from ._journal_records import Status
+from ._models import ExecutionResult, JobStatus, Response
+from ._sender import job_path
+
+__all__ = ["WATCH_BATCH", "StatusFollower", "watchable"]
+
+logger = logging.getLogger("asyncjob")
+
+WATCH_BATCH = 500
+"""Jobs listed in one `jobs/watch/` request."""
+_WATCH_HOLD = 60.0
+"""Longest hold asked of the server (the local scheduler's cap)."""
+_NO_WATCH = (400, 403, 404, 405, 410, 501)
+"""Answers to `jobs/watch/` that mean the server does not have the extension."""
+
+
+class StatusFollower:
+    """Reads job statuses (polls or long polls), noting each change in memory and journal."""
+
+    def __init__(self, ctx: ClientContext) -> None:
+        self._ctx = ctx
+        self._missing = False
+        """True once the server showed it has no `jobs/watch/` extension."""
+
+    async def poll(
+        self,
+        job_id: str,
+        loop: bool,
+        on_complete: Callable[[Response], None] | None,
+        verbose: bool,
+        progress_callback: Callable[[int, str], None] | None,
+        *,
+        hold: bool,
+    ) -> JobStatus:
+        """The polling loop; with `hold`, each poll may be a long poll of one interval."""
+        policy = self._ctx.config.polling
+        deadline = None if policy.deadline is None else anyio.current_time() + policy.deadline
+        attempt = 0
+        last = "unknown"
+        while True:
+            attempt += 1
+            sent = anyio.current_time()
+            # The deadline bounds the request in flight too, retries included.
+            left = math.inf if deadline is None else deadline - sent
+            held = min(policy.delay(attempt), left) if hold and loop else 0.0
+            with anyio.move_on_after(left) as wait:
+                response, status = await self._status(job_id, held)
+            if wait.cancelled_caught:
+                raise MaxRetriesReachedError(job_id, attempt - 1, last)
+            last = status.value
+            if verbose:
+                logger.info("job %s: %s (poll %d)", job_id, status.value, attempt)
+            if status.is_terminal:
+                if on_complete is not None:
+                    on_complete(response)
+                return status
+            if progress_callback is not None:
+                progress_callback(attempt, status.value)
+            if not loop:
+                return status
+            if policy.max_retries is not None and attempt >= policy.max_retries:
+                raise MaxRetriesReachedError(job_id, attempt, status.value)
+            # Polls start one interval apart (not one interval after each answer),
+            # so the request's own latency does not stretch the period.
+            wake = sent + policy.delay(attempt)
+            if deadline is not None:
+                if anyio.current_time() >= deadline:
+                    raise MaxRetriesReachedError(job_id, attempt, status.value)
+                wake = min(wake, deadline)
+            await anyio.sleep(max(0.0, wake - anyio.current_time()))
+
+    async def get_status(
+        self, execution_result: ExecutionResult | str
+    ) -> tuple[Response, JobStatus]:
+        """One status request: the response and the parsed status."""
+        job_id = job_id_of(execution_result)
+        response = await self._ctx.sender.request("GET", job_path(job_id, "status/"))
+        where = f"{response.method} {response.path}"
+        return response, self._note_status(job_id, response.json(), where)
+
+    async def _status(self, job_id: str, hold: float) -> tuple[Response, JobStatus]:
+        """The job's status; with `hold` > 0 a long poll, when the server can watch jobs."""
+        if hold > 0 and self.can_watch():
+            watched = await self._watch([job_id], hold)
+            if watched is not None and watched.entries[job_id] is not None:
+                entry = watched.entries[job_id]
+                status = self._note_status(job_id, entry, watched.where)
+                # Only a terminal status hands its response on (to `on_complete`).
+                response = watched.response_of(job_id) if status.is_terminal else watched.response
+                return response, status
+        return await self.get_status(job_id)
+
+    def can_watch(self) -> bool:
+        return self._ctx.config.polling.watch and not self._missing
+
+    async def _watch(self, job_ids: list[str], hold: float) -> _Watched | None:
+        """One `jobs/watch/` long poll (an extension): each job's status, None if unknown.
+
+        Returns None, and stops trying, when the server does not have the
+        extension (an error status or an answer of another shape).
+        """
+        body = {"job_ids": job_ids, "timeout": hold}
+        try:
+            response = await self._ctx.sender.request("POST", "jobs/watch/", body=body, hold=hold)
+            entries = _Watched.parse(response, job_ids)
+        except (HTTPStatusError, ProtocolError) as exc:
+            if isinstance(exc, HTTPStatusError) and exc.status_code not in _NO_WATCH:
+                raise  # 401, 429 or 5xx after retries: trouble, not a missing extension
+            logger.debug("no jobs/watch/ extension (%s); polling each job", exc)
+            self._missing = True
+            return None
+        return entries
+
+    async def watch_jobs(
+        self,
+        jobs: dict[str, list[ExecutionResult]],
+        done: Callable[[ExecutionResult, Callable[[], Awaitable[JobStatus]]], None],
+    ) -> None:
+        """Follow `jobs` with `jobs/watch/` long polls; hand each over to `done` with its status.
+
+        A finished job gets its terminal status; jobs the server does not know,
+        and every job left if watching turns out impossible or fails, are handed
+        over to be polled one by one (which reports their errors).
+        """
+        policy = self._ctx.config.polling
+        rounds = 0
+        try:
+            while jobs and self.can_watch():
+                rounds += 1
+                sent = anyio.current_time()
+                hold = min(policy.delay(rounds), _WATCH_HOLD)
+                watched = await self._watch(list(jobs), hold)
+                if watched is None:
+                    break
+                news = False
+                for job_id, entry in watched.entries.items():
+                    status = (
+                        None if entry is None else self._note_status(job_id, entry, watched.where)
+                    )
+                    if status is None or status.is_terminal:
+                        news = True
+                        for handle in jobs.pop(job_id):
+                            done(handle, self.follower(handle, status))
+                if not news:  # a server that answers at once must not be polled in a loop
+                    await anyio.sleep(max(0.0, sent + hold - anyio.current_time()))
+        except AsyncJobError as exc:
+            logger.warning("watching %d jobs failed (%s); polling each", len(jobs), exc)
+        for handles in jobs.values():
+            for handle in handles:
+                done(handle, self.follower(handle, None))
+
+    def follower(
+        self, handle: ExecutionResult, status: JobStatus | None
+    ) -> Callable[[], Awaitable[JobStatus]]:
+        """`status` as an awaitable, or (None) one that polls the job until it is terminal."""
+
+        async def follow() -> JobStatus:
+            if status is not None:
+                return status
+            return await self.poll(job_id_of(handle), True, None, False, None, hold=False)
+
+        return follow
+
+    def _note_status(self, job_id: str, data: object, where: str) -> JobStatus:
+        """The status in a status body (from `where`), journaled when it changed."""
+        with self._ctx.token_scrubbed():
+            status = JobStatus.from_wire(data_field(data, "status", str, where))
+        if self._ctx.seen.get(job_id) is not status:
+            remember(self._ctx.seen, job_id, status)
+            self._ctx.log(Status(self._ctx.config.base_url, job_id, status.value))
+            if status.is_terminal:
+                self._ctx.seen.pop(job_id, None)
+        if status.is_terminal:
+            remember(self._ctx.run_times, job_id, _run_time(data))
+        return status
+
+
+def _run_time(data: object) -> float:
+    """The seconds of execution a terminal status body reports; 0.0 when it has none."""
+    value = data.get("run_time") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if math.isfinite(value) and value >= 0 else 0.0
+
+
+def watchable(job_id: str) -> bool:
+    """True for an id that makes a valid job path (others are reported by polling)."""
+    try:
+        job_path(job_id)
+    except ValueError:
+        return False
+    return True
+
+
+@attrs.frozen
+class _Watched:
+    """A `jobs/watch/` answer: each job's status entry (None: a job the server does not know)."""
+
+    response: Response
+    entries: dict[str, dict[str, Any] | None]
+
+    @property
+    def where(self) -> str:
+        return f"{self.response.method} {self.response.path}"
+
+    @classmethod
+    def parse(cls, response: Response, job_ids: list[str]) -> _Watched:
+        data = response.json()
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        if not isinstance(jobs, dict) or not all(
+            isinstance(jobs.get(job_id), dict | None) and job_id in jobs for job_id in job_ids
+        ):
+            raise ProtocolError(f"{response.method} {response.path}: no status for every job")
+        return cls(response, {job_id: jobs[job_id] for job_id in job_ids})
+
+    def response_of(self, job_id: str) -> Response:
+        """The job's entry as a `Response` of its own, for `on_complete` callbacks."""
+        return attrs.evolve(self.response, text=json.dumps(self.entries[job_id]))

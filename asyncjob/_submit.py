@@ -1,0 +1,433 @@
+"""The submission pipeline: validate, encode, create the job, upload its chunks, finish or abandon.
+
+`Submitter` also completes (or cancels) a submission the journal shows was
+interrupted, e.g. by the death of the process (`resume`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from . import _qasm
+from ._batch import Submission, encode_circuit
+from ._config import Limits
+from ._context import ClientContext, data_field, first_leaf
+from ._errors import (
+    AsyncJobError,
+    ConnectionFailedError,
+    HTTPStatusError,
+    ProtocolError,
+    RequestTimeoutError,
+)
+from ._journal import PendingChunk
+from ._journal_records import Abandoned, Begin, Cancelling, Chunk, ChunkSent, Created, Submitted
+from ._models import ExecutionResult, Response
+from ._parametric import check_pieces
+from ._sender import job_path
+from ._template_chunks import template_bodies
+
+__all__ = ["Submitter"]
+
+logger = logging.getLogger("asyncjob")
+T = TypeVar("T")
+
+_THREAD_THRESHOLD = 16
+"""Batches larger than this are validated and encoded off the event loop."""
+_ENCODE_SLICE = 256
+"""Circuits compressed at a time between looks for a full chunk to send."""
+_FINAL_CIRCUITS = 8
+"""Most circuits in the final chunk of a multi-chunk submission (see `_small_final`)."""
+_CLEANUP_TIMEOUT = 5.0
+"""Seconds a caller waits for the cleanup of a submission that failed (not cancelled)."""
+
+
+class Submitter:
+    """Sends a batch as a job: journaled chunk by chunk, cancelled if it cannot finish."""
+
+    def __init__(self, ctx: ClientContext) -> None:
+        self._ctx = ctx
+
+    async def submit(self, submission: Submission) -> ExecutionResult:
+        """Validate everything, then create the job while the batch is compressed.
+
+        Chunks go out as soon as each is compressed (and journaled), so the
+        server takes in one chunk while the next is being compressed.
+        """
+        bodies = await self._validate(submission)
+        key = _new_key()
+        options = {"init": submission.init_body, "ordered": submission.ordered_upload}
+        await self._ctx.durable(
+            self._ctx.log(Begin(key, self._ctx.config.base_url, submission.labels, options))
+        )
+        send, receive = anyio.create_memory_object_stream[PendingChunk](math.inf)
+        try:
+            async with anyio.create_task_group() as tg:
+                if bodies is None:
+                    tg.start_soon(self._encode_chunks, submission, key, send)
+                else:
+                    tg.start_soon(self._hand_over, bodies, key, send)
+                job_id = await self._init(key, submission.init_body)
+                self._ctx.remember_labels(job_id, submission.labels)
+                sent = await self._upload(
+                    key,
+                    job_id,
+                    receive,
+                    ordered=submission.ordered_upload,
+                    created=True,
+                    final_required=True,
+                )
+        except BaseExceptionGroup as group:
+            # The producer's own error, rather than the upload's note that it stopped.
+            error = first_leaf(group.split(_ChunksEnded)[1] or group)
+            if not isinstance(error, anyio.get_cancelled_exc_class()):
+                # The upload saw the producer's failure as a cancellation: wait here.
+                with anyio.move_on_after(_CLEANUP_TIMEOUT):
+                    await self._ctx.cleanups.join(key)
+            raise error from None
+        logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
+        return ExecutionResult(job_id=job_id, backend_jobs=sent)
+
+    async def _validate(self, submission: Submission) -> list[dict[str, Any]] | None:
+        """Check every circuit, and that each fits in a request, before anything is sent.
+
+        A batch with parametric circuits gets all its chunk bodies built here
+        (templates are compressed once, rows are cheap), and returned.
+        """
+        limits = self._ctx.config.limits
+
+        def validate() -> list[dict[str, Any]] | None:
+            if submission.pieces is not None:
+                check_pieces(submission.pieces, full=self._ctx.config.full_qasm_check)
+                return template_bodies(submission, limits.max_payload_bytes, limits.chunk_bytes)
+            _qasm.check_batch(
+                list(zip(submission.labels, submission.sources, strict=True)),
+                full=self._ctx.config.full_qasm_check,
+            )
+            submission.check_sizes(limits.max_payload_bytes)
+            return None
+
+        if len(submission.labels) <= _THREAD_THRESHOLD:
+            return validate()
+        return await anyio.to_thread.run_sync(validate, abandon_on_cancel=True)
+
+    async def _hand_over(
+        self, bodies: list[dict[str, Any]], key: str, send: MemoryObjectSendStream[PendingChunk]
+    ) -> None:
+        """Journal and hand over chunk bodies built beforehand; the last one is final."""
+        async with send:
+            for index, body in enumerate(bodies):
+                last = index == len(bodies) - 1
+                chunk = self._journaled_chunk(key, index, body, last)
+                try:
+                    await send.send(chunk)
+                except anyio.BrokenResourceError:
+                    return  # the upload failed and stopped taking chunks
+
+    def _journaled_chunk(
+        self, key: str, index: int, body: dict[str, Any], last: bool
+    ) -> PendingChunk:
+        """A chunk with a key of its own, queued for the journal (see `_durable`)."""
+        chunk = PendingChunk(index, _new_key(), body, final=last)
+        ticket = self._ctx.log(Chunk(key, index, chunk.chunk_key, chunk.wire_body, last))
+        return attrs.evolve(chunk, ticket=ticket)
+
+    async def _encode_chunks(
+        self, submission: Submission, key: str, send: MemoryObjectSendStream[PendingChunk]
+    ) -> None:
+        """Compress the batch slice by slice and hand over each chunk once it is full.
+
+        Each chunk is journaled before it is handed over; the last one is final.
+        """
+        limits = self._ctx.config.limits
+        max_bytes = limits.max_payload_bytes
+        sources = submission.sources
+        encoded: list[str] = []
+        start = index = 0
+        async with send:
+            while len(encoded) < len(sources):
+                more = sources[len(encoded) : len(encoded) + _ENCODE_SLICE]
+                if len(more) <= _THREAD_THRESHOLD:
+                    encoded += _encode_all(more)
+                else:
+                    encoded += await anyio.to_thread.run_sync(
+                        _encode_all, more, abandon_on_cancel=True
+                    )
+                bodies = submission.chunk_bodies(encoded, max_bytes, start, limits.chunk_bytes)
+                done = len(encoded) == len(sources)
+                if done and (index > 0 or len(bodies) > 1):
+                    bodies = _small_final(submission, encoded, bodies, limits)
+                for body in bodies if done else bodies[:-1]:
+                    start += len(body["circuits"])
+                    last = start == len(sources)
+                    chunk = self._journaled_chunk(key, index, body, last)
+                    try:
+                        await send.send(chunk)
+                    except anyio.BrokenResourceError:
+                        return  # the upload failed and stopped taking chunks
+                    index += 1
+
+    async def _init(self, key: str, init_body: dict[str, Any]) -> str:
+        """`job/init/`; if its outcome is unknown when it fails, find that job and cancel it.
+
+        Repeating the request with the same `Idempotency-Key` returns the job the
+        first one may have created, without creating another.
+        """
+        try:
+            response = await self._ctx.sender.request(
+                "POST", "job/init/", body=init_body, idempotency_key=key
+            )
+        except BaseException as exc:
+            if _outcome_known(exc):
+                self._ctx.log(Abandoned(key))
+            else:
+                await self.clean_up(
+                    exc, key, lambda: self._find_and_cancel(key, init_body), f"submission {key}"
+                )
+            raise
+        with self._ctx.token_scrubbed():
+            return _job_id_field(response)
+
+    async def _find_and_cancel(self, key: str, init_body: dict[str, Any]) -> None:
+        """Cancel the job a `job/init/` of unknown outcome may have created.
+
+        Repeating it with the same `Idempotency-Key` returns that job without
+        creating another (the server de-duplicates).
+        """
+        try:
+            response = await self._ctx.sender.request(
+                "POST", "job/init/", body=init_body, idempotency_key=key
+            )
+        except AsyncJobError as exc:
+            if not _outcome_known(exc):
+                raise
+            self._ctx.log(Abandoned(key))  # refused: there is no job
+            return
+        job_id = _job_id_field(response)
+        self._ctx.log(Created(key, job_id))
+        await self.abandon(job_id, key)
+
+    async def clean_up(
+        self, exc: BaseException, key: str | None, func: Callable[[], Awaitable[None]], what: str
+    ) -> None:
+        """Run `func` (cancelling a job) in the background; wait for it unless cancelled.
+
+        A cancelled call returns at once and starts no request itself: the
+        cleanup's requests go out from a task of the client's (see `_cleanup`),
+        journaled as cancelling so that `resume` cancels the job rather than
+        finishing the submission.
+        """
+        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        if cancelled and key is not None:
+            self._ctx.log(Cancelling(key))
+        task = self._ctx.cleanups.start(func, f"cancelling the job of {what}", key)
+        if not cancelled:
+            with anyio.move_on_after(_CLEANUP_TIMEOUT):
+                await asyncio.wait([task])  # a cancellation ends the wait, not the cleanup
+
+    async def _upload(
+        self,
+        key: str,
+        job_id: str,
+        chunks: MemoryObjectReceiveStream[PendingChunk],
+        *,
+        ordered: bool,
+        created: bool = False,
+        final_required: bool = False,
+    ) -> int:
+        """Send the chunks as they come, the final one after every other one landed.
+
+        Returns the number of chunks sent.
+        On any failure or cancellation the job is cancelled. Every await between
+        the job's creation and its finalization is inside the same guard, so no
+        cancellation point can leave it un-finalized.
+        """
+        path = job_path(job_id, "add_circuits/")
+        limiter = anyio.CapacityLimiter(self._ctx.config.limits.upload_concurrency)
+
+        async def send(chunk: PendingChunk) -> None:
+            await self._ctx.durable(chunk.ticket)  # journaled before it is sent
+            await self._ctx.sender.request(
+                "POST", path, body=chunk.wire_body, idempotency_key=chunk.chunk_key
+            )
+            self._ctx.log(ChunkSent(key, chunk.index))
+
+        async def send_early(chunk: PendingChunk, borrower: object) -> None:
+            try:
+                await send(chunk)
+            finally:
+                limiter.release_on_behalf_of(borrower)
+
+        try:
+            if created:
+                self._ctx.log(Created(key, job_id))
+            final: list[PendingChunk] = []
+            count = 0
+            try:
+                async with anyio.create_task_group() as tg, chunks:
+                    async for chunk in chunks:
+                        count += 1
+                        if chunk.final:
+                            final.append(chunk)
+                        elif ordered:  # circuit_ham_map positions follow arrival order
+                            await send(chunk)
+                        else:
+                            borrower = object()
+                            await limiter.acquire_on_behalf_of(borrower)
+                            tg.start_soon(send_early, chunk, borrower)
+            except BaseExceptionGroup as group:
+                raise first_leaf(group) from None
+            if final_required and not final:  # whoever made the chunks stopped early
+                raise _ChunksEnded(f"the chunks of job {job_id} ended before the final one")
+            for chunk in final:
+                await send(chunk)
+        except BaseException as exc:
+            await self.clean_up(exc, key, lambda: self.abandon(job_id, key), f"job {job_id}")
+            raise
+        self._ctx.log(Submitted(key))
+        return count
+
+    async def abandon(self, job_id: str, key: str | None = None) -> None:
+        """Cancel a job whose submission failed, so it is not left un-finalized."""
+        with anyio.move_on_after(_CLEANUP_TIMEOUT):
+            try:
+                await self._ctx.cancel(job_id)
+            except AsyncJobError as exc:
+                logger.warning("could not cancel abandoned job %s: %s", job_id, exc)
+                return
+            logger.info("submission of job %s failed; the job was cancelled", job_id)
+            if key is not None:
+                self._ctx.log(Abandoned(key))
+            return
+        logger.warning("cancelling abandoned job %s timed out", job_id)
+
+    async def resume(
+        self, execution_result: ExecutionResult | str, *, finish: bool = True
+    ) -> ExecutionResult:
+        """Re-attach to a job recorded in the journal, e.g. after the process died.
+
+        Labels are restored, so results come back in submission order. A
+        submission that was interrupted is completed by sending the chunks the
+        server never acknowledged (with their original idempotency keys), or,
+        with `finish=False`, cancelled. Accepts a job id or a submission key.
+        """
+        ref = getattr(execution_result, "job_id", execution_result)
+        if not isinstance(ref, str) or not ref or self._ctx.writer is None:
+            raise LookupError("resume needs a job id and an enabled journal")
+        await self._ctx.writer.flush()
+        base_url = self._ctx.config.base_url
+        found = await self._ctx.from_journal(lambda j: (j.find(base_url, ref), j))
+        if found is None:
+            raise LookupError("resume needs a job id and an enabled journal")
+        entry, journal = found
+        if entry is None:
+            raise LookupError(f"job {ref!r} is not in the journal {journal.path}")
+        job_id = entry.job_id
+        if entry.interrupted:
+            # Everything that can wait happens before the job may be (re)created, so
+            # no cancellation point sits between its creation and the upload's guard.
+            pending = await anyio.to_thread.run_sync(journal.pending_chunks, entry.key)
+            created = job_id is None
+            if job_id is None:
+                job_id = await self._init(entry.key, entry.options["init"])
+            self._ctx.remember_labels(job_id, entry.labels)
+            if finish and entry.complete and not entry.cancelling:
+                await self._upload(
+                    entry.key,
+                    job_id,
+                    _stream_of(pending),
+                    ordered=bool(entry.options.get("ordered")),
+                    created=created,
+                )
+            else:
+                with anyio.CancelScope(shield=True):
+                    await self.abandon(job_id, entry.key)
+                if finish and entry.cancelling:
+                    raise LookupError(
+                        f"submission {entry.key} was cancelled, so it is not finished; "
+                        f"its job {job_id} was cancelled"
+                    )
+                if finish:
+                    raise LookupError(
+                        f"submission {entry.key} stopped before all of its circuits were "
+                        f"recorded, so it cannot be finished; its job {job_id} was cancelled"
+                    )
+        if job_id is None:  # an init that never got through, abandoned earlier
+            raise LookupError(f"submission {ref!r} never created a job")
+        self._ctx.remember_labels(job_id, entry.labels)
+        return ExecutionResult(job_id=job_id)
+
+
+class _ChunksEnded(AsyncJobError):
+    """The chunk producer stopped before the final chunk (its own error says why)."""
+
+
+def _small_final(
+    submission: Submission,
+    encoded: Sequence[str],
+    bodies: list[dict[str, Any]],
+    limits: Limits,
+) -> list[dict[str, Any]]:
+    """Split off the batch's last few circuits as the final chunk.
+
+    The final chunk goes out only after every other chunk was acknowledged, so
+    its upload and the server's work on it add to the submission's time in full.
+    """
+    count = len(bodies[-1]["circuits"])
+    if count <= _FINAL_CIRCUITS:
+        return bodies
+    n = len(encoded)
+    split = n - _FINAL_CIRCUITS
+    max_bytes, target = limits.max_payload_bytes, limits.chunk_bytes
+    return [
+        *bodies[:-1],
+        *submission.chunk_bodies(encoded[:split], max_bytes, n - count, target),
+        *submission.chunk_bodies(encoded, max_bytes, split, target),
+    ]
+
+
+def _encode_all(sources: Sequence[str]) -> list[str]:
+    return [encode_circuit(source) for source in sources]
+
+
+def _stream_of(items: Iterable[T]) -> MemoryObjectReceiveStream[T]:
+    """A closed stream holding `items`."""
+    send, receive = anyio.create_memory_object_stream[T](math.inf)
+    with send:
+        for item in items:
+            send.send_nowait(item)
+    return receive
+
+
+def _outcome_known(exc: BaseException) -> bool:
+    """True when a failed request certainly did not change anything on the server."""
+    if isinstance(exc, HTTPStatusError):
+        return exc.status_code < 500
+    return isinstance(exc, AsyncJobError | ValueError | TypeError) and not isinstance(
+        exc, RequestTimeoutError | ConnectionFailedError
+    )
+
+
+def _new_key() -> str:
+    return str(uuid.uuid4())
+
+
+def _field(response: Response, name: str, kind: type) -> Any:
+    return data_field(response.json(), name, kind, f"{response.method} {response.path}")
+
+
+def _job_id_field(response: Response) -> str:
+    job_id: str = _field(response, "job_id", str)
+    try:
+        job_path(job_id)
+    except ValueError:
+        raise ProtocolError(f"server returned an unusable job id {job_id[:40]!r}") from None
+    return job_id
