@@ -18,6 +18,10 @@ class AsyncJobBackend(Protocol):
     `submit_circuits` returns an `ExecutionResult` carrying a `job_id`; callers
     poll with `poll_job_status`, fetch with `get_job_results` and may
     `cancel_job`. `asyncjob.JobBackend` implements it.
+
+    This is the one written definition of these signatures: `JobBackend` and
+    the async `AsyncJobClient` keep to it (a test compares them parameter by
+    parameter).
     """
 
     @property

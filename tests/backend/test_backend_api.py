@@ -33,13 +33,26 @@ PROTOCOL_METHODS = ["submit_circuits", "poll_job_status", "get_job_results", "ca
 # -- the protocol --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", PROTOCOL_METHODS)
-def test_signature_equals_the_protocols(name: str) -> None:
-    def shape(func: object) -> list[tuple[str, object, object]]:
-        params = inspect.signature(func).parameters.values()  # type: ignore[arg-type]
-        return [(p.name, p.kind, p.default) for p in params]
+WIDENED = {"circuits", "execution_result"}
+"""Parameters the implementations accept more of than the protocol (iterables, job ids)."""
 
-    assert shape(getattr(JobBackend, name)) == shape(getattr(asyncjob.AsyncJobBackend, name))
+
+@pytest.mark.parametrize("owner", [JobBackend, asyncjob.AsyncJobClient])
+@pytest.mark.parametrize("name", PROTOCOL_METHODS)
+def test_signature_equals_the_protocols(owner: type, name: str) -> None:
+    # The protocol class is the one written definition of each signature; the
+    # blocking facade and the async client must keep to it (names, kinds,
+    # defaults, and the annotations of all but the widened parameters).
+    def shape(func: object) -> list[tuple[str, object, object, object]]:
+        params = inspect.signature(func).parameters.values()  # type: ignore[arg-type]
+        return [
+            (p.name, p.kind, p.default, None if p.name in WIDENED else p.annotation)
+            for p in params
+        ]
+
+    protocol = getattr(asyncjob.AsyncJobBackend, name)
+    assert shape(getattr(owner, name)) == shape(protocol)
+    assert inspect.iscoroutinefunction(getattr(owner, name)) is (owner is asyncjob.AsyncJobClient)
 
 
 def test_is_an_async_job_backend(scheduler: ThreadedScheduler) -> None:
