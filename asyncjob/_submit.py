@@ -312,13 +312,7 @@ class Submitter:
     async def resume(
         self, execution_result: ExecutionResult | str, *, finish: bool = True
     ) -> ExecutionResult:
-        """Re-attach to a job recorded in the journal, e.g. after the process died.
-
-        Labels are restored, so results come back in submission order. A
-        submission that was interrupted is completed by sending the chunks the
-        server never acknowledged (with their original idempotency keys), or,
-        with `finish=False`, cancelled. Accepts a job id or a submission key.
-        """
+        """`AsyncJobClient.resume`: finish or cancel a submission the journal shows unfinished."""
         ref = getattr(execution_result, "job_id", execution_result)
         if not isinstance(ref, str) or not ref or self._ctx.writer is None:
             raise LookupError("resume needs a job id and an enabled journal")
