@@ -51,6 +51,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .._errors import QasmValidationError
+from ._body import _body_accepts
 from ._full import _verdict_slow
 from ._hot import _hot_accepts
 from ._semantics import _Fault, _Unsure, _Verdict
@@ -63,7 +64,7 @@ __all__ = ["check_batch", "check_circuit", "circuit_clbits", "circuit_qubits"]
 
 def _fast_check(source: str) -> _Fault | _Unsure | None:
     """The fast path's answer: None (valid), a definite _Fault, or _Unsure."""
-    if _hot_accepts(source):
+    if _body_accepts(source) or _hot_accepts(source):
         return None
     try:
         _Checker(source).run()

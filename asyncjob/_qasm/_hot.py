@@ -131,7 +131,11 @@ def _hot_accepts(source: str) -> bool:
     *texts, last = source.split(";")
     if not texts or last.strip(_BLANK):
         return False
-    prog = _Program()
+    return _run(texts, _Program())
+
+
+def _run(texts: list[str], prog: _Program) -> bool:
+    """Feed statements (texts between two ';', angles masked) to `prog`; False on any doubt."""
     gates, qregs, memo = prog.gates, prog.qregs, _statements
     fresh: dict[str, _Statement | None] = {}  # parsed here, memoised at the end under one lock
     try:
