@@ -6,8 +6,10 @@ Three layers, cheapest first; each hands over to the next only when it cannot de
    register declarations, gate calls with numeric angles, measure, reset,
    barrier): angles are masked with one regular expression, the text is split
    at ';', each statement is parsed once (memoised across circuits) and the
-   semantic checks run on the pieces. It only ever *accepts*; on any doubt it
-   defers to layer 2.
+   semantic checks run on the pieces. The usual program (declarations, then gates
+   on indexed qubits and measurements) skips the per-statement work: after the
+   declarations one regex compiled for its register layout checks the whole rest
+   (`_body`). It only ever *accepts*; on any doubt it defers to layer 2.
 2. A token-level checker for the same subset (comments anywhere, parameter
    expressions with ``sin``/``cos``/..., trailing commas). It accepts, rejects a
    definite error with its exact line, column and token, or, when it meets
@@ -39,7 +41,7 @@ sizes or indices, aliases, loop variables, subroutine bodies, hardware qubits)
 are skipped. Programs nested deeper than the parser can recurse are rejected.
 
 Layout: `_semantics` (gate tables, `_Program`, `_Fault`/`_Unsure`) is imported by
-`_hot` (layer 1), `_tokens` (layer 2) and `_full` (layer 3, which imports openqasm3
+`_hot` and `_body` (layer 1), `_tokens` (layer 2) and `_full` (layer 3, which imports openqasm3
 only when it runs); `_verdict_cache` (the LRU of verdicts) and `_widths`
 (`circuit_qubits`/`circuit_clbits`) sit beside this module, which chooses the layer.
 Importing starts nothing; shared mutable state (the verdict cache, the hot path's

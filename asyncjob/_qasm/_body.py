@@ -123,10 +123,8 @@ def _compile(
     by_width: dict[int, list[tuple[str, str]]] = {}
     for name, (n_params, n_qubits) in sorted(gates.items()):
         if 1 <= n_qubits <= _MAX_QUBITS:
-            if n_params:
-                rest = rf"{_S}\({','.join([_EXPR] * n_params)}\){_S}"
-            else:
-                rest = r"[ \t\r\n]++"
+            params = ",".join([_EXPR] * n_params)
+            rest = rf"{_S}\({params}\){_S}" if n_params else r"[ \t\r\n]++"
             by_width.setdefault(n_qubits, []).append((name, rest))
     statements = []
     group = 0
