@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from .._forksafe import ForkSafeLock
-from ._hot import _EXPR, _S, _run
+from ._hot import _FLAT_EXPR, _S, _run
 from ._semantics import _Program
 
 _MAX_REGISTERS = 16  # beyond this the alternations cost more than the loop saves
@@ -29,7 +29,11 @@ _LAYOUTS_MAX = 256
 _Layout = tuple[int, frozenset[str], tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
 _bodies: dict[_Layout, re.Pattern[str] | None] = {}
 _MISSING = re.compile("")  # a marker: layout not compiled yet
-_bodies_lock = ForkSafeLock()
+# The leading statements' text -> the body regex of their layout, None if they fail
+_heads: dict[str, re.Pattern[str] | None] = {}
+_HEADS_MAX = 1024
+_HEAD_CHARS_MAX = 4096  # longer heads are read again each time rather than kept
+_lock = ForkSafeLock()  # held to write either memo; a read is one dict lookup
 # The leading statements that may declare something (the header, includes, registers):
 # the statement loop runs on these, the body regex on the rest.
 _HEAD_RE = re.compile(r"(?:[ \t\r\n]*+(?:OPENQASM|include|qreg|creg|qubit|bit)[^;]*+;)*+")
@@ -46,20 +50,33 @@ def _body_accepts(source: str) -> bool:
     head = _HEAD_RE.match(source)
     assert head is not None  # the pattern matches the empty string
     end = head.end()
-    if not end or "(" in source[:end]:
-        return False
+    body = _heads.get(source[:end], _MISSING)
+    if body is _MISSING:
+        body = _head_body(source[:end])
+        if end <= _HEAD_CHARS_MAX:
+            with _lock:
+                if len(_heads) >= _HEADS_MAX:
+                    _heads.clear()
+                _heads[source[:end]] = body
+    return body is not None and body.fullmatch(source, end) is not None
+
+
+def _head_body(head: str) -> re.Pattern[str] | None:
+    """The body regex for the layout these leading statements declare; None if they fail."""
+    if not head or "(" in head:
+        return None  # the statement loop would see these with angles masked
     prog = _Program()
-    if not _run(source[:end].split(";")[:-1], prog) or prog.defined or prog.other:
-        return False
+    if not _run(head.split(";")[:-1], prog) or prog.defined or prog.other:
+        return None
     layout = (prog.version, prog.includes, tuple(prog.qregs.items()), tuple(prog.cregs.items()))
     body = _bodies.get(layout, _MISSING)
     if body is _MISSING:
         body = _compile(prog.gates, layout[2], layout[3])
-        with _bodies_lock:
+        with _lock:
             if len(_bodies) >= _LAYOUTS_MAX:
                 _bodies.clear()
             _bodies[layout] = body
-    return body is not None and body.fullmatch(source, end) is not None
+    return body
 
 
 def _digits_at_most(top: str, first: bool) -> str:
@@ -117,18 +134,24 @@ def _compile(
     for name, arity in gates.items():
         if 1 <= arity[1] <= _MAX_QUBITS:
             classes.setdefault(arity, []).append(name)
-    # Gates grouped by how many qubits they take, each group a trie of `name(params)`
-    # followed by that many operands. Only the operands another must differ from are
+    # Gates grouped by how many qubits they take; within a group, one trie of names per
+    # parameter count (the angle pattern appears once per count, which keeps the regex
+    # small and quick to compile). Only the operands another must differ from are
     # captured (few groups keep the engine's backtracking state small).
-    by_width: dict[int, list[tuple[str, str]]] = {}
+    by_width: dict[int, dict[int, list[tuple[str, str]]]] = {}
     for name, (n_params, n_qubits) in sorted(gates.items()):
         if 1 <= n_qubits <= _MAX_QUBITS:
-            params = ",".join([_EXPR] * n_params)
-            rest = rf"{_S}\({params}\){_S}" if n_params else r"[ \t\r\n]++"
-            by_width.setdefault(n_qubits, []).append((name, rest))
+            by_width.setdefault(n_qubits, {}).setdefault(n_params, []).append((name, ""))
     statements = []
     group = 0
-    for width, names in sorted(by_width.items()):
+    for width, by_params in sorted(by_width.items()):
+        heads = []
+        for n_params, names in sorted(by_params.items()):
+            if n_params:
+                more = rf"(?:,{_FLAT_EXPR}){{{n_params - 1}}}" if n_params > 1 else ""
+                heads.append(rf"{_trie(names)}{_S}\({_FLAT_EXPR}{more}\){_S}")
+            else:
+                heads.append(rf"{_trie(names)}[ \t\r\n]++")
         # With canonical indices and no blanks, equal operand text means the same qubit.
         operands = ""
         for k in range(width):
@@ -137,7 +160,7 @@ def _compile(
                 operands += "".join(rf"(?!\{j})" for j in range(group + 1, group + k + 1))
             operands += qubit if k == width - 1 else f"({qubit})"
         group += width - 1
-        statements.append(_trie(names) + operands)
+        statements.append("(?:" + "|".join(heads) + ")" + operands)
     if bit_regs:
         bit = _indexed(bit_regs)
         shapes = [("measure", rf"[ \t\r\n]++{qubit}{_S}->{_S}{bit}")]
