@@ -14,7 +14,8 @@ import re
 
 import pytest
 
-from asyncjob._qasm import _fast_check, check_circuit
+from asyncjob._errors import QasmValidationError
+from asyncjob._qasm import _SLOW, _fast_check, _quick, check_circuit
 from asyncjob._qasm._body import _below, _body_accepts
 from asyncjob._qasm._hot import _hot_accepts
 from asyncjob._qasm._semantics import _Fault, _Unsure, _Verdict
@@ -123,9 +124,11 @@ def _old_fast_check(source: str) -> _Fault | _Unsure | None:
     return None
 
 
-def _shown(result: _Fault | _Unsure | None, source: str) -> _Verdict | str:
+def _old_quick(source: str) -> _Verdict | object:
+    """What `_quick` answered before the body regex (for a non-empty UTF-8 source)."""
+    result = _old_fast_check(source)
     if isinstance(result, _Unsure):
-        return "unsure"
+        return _SLOW
     return None if result is None else result.verdict(source)
 
 
@@ -139,8 +142,8 @@ def test_body_path_gives_the_same_verdicts_as_before(seed: int) -> None:
             accepted += 1
             assert _hot_accepts(source), source
             _Checker(source).run()  # raises if the token checker disagrees
-        new = _shown(_fast_check(source), source)
-        assert new == _shown(_old_fast_check(source), source), source
+        new = _quick(source, False)
+        assert new == _old_quick(source), source
         rejected += new is not None
     assert accepted > 20 and rejected > 20  # both sides of the generator are exercised
 
@@ -190,3 +193,16 @@ def test_index_regex_matches_exactly_the_canonical_indices_in_range(size: int) -
     for i in candidates:
         assert (pattern.fullmatch(str(i)) is not None) == (0 <= i < size), (size, i)
         assert pattern.fullmatch(f"0{i}") is None
+
+
+def test_body_path_leaves_a_lone_surrogate_to_the_utf8_check() -> None:
+    source = 'OPENQASM 2.0;\ninclude "a\ud800.inc";\nqreg q[2];\nCX q[0],q[1];\n'
+    assert not _body_accepts(source)
+    with pytest.raises(QasmValidationError, match="not valid UTF-8"):
+        check_circuit("c", source)
+
+
+def test_body_path_is_not_taken_with_full_true() -> None:
+    source = 'OPENQASM 3;\ninclude "stdgates.inc";\nqubit[2] q;\ncx q[0],q[1];\n'
+    assert _body_accepts(source)
+    assert _quick(source, True) is _SLOW  # the reference parser still runs

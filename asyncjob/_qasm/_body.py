@@ -43,10 +43,16 @@ def _body_accepts(source: str) -> bool:
     """True if the leading declarations pass the statement loop and the rest the body regex.
 
     The body regex accepts only statements the loop would accept after the same
-    declarations, so True here means `_hot_accepts` would return True too.
+    declarations, so True here means `_hot_accepts` would return True too (and the
+    source is neither empty nor invalid UTF-8).
     """
     if "#" in source or "//" in source or "/*" in source:
         return False
+    if not source.isascii():
+        try:
+            source.encode("utf-8")
+        except UnicodeEncodeError:
+            return False  # a lone surrogate: the caller's checks name it
     head = _HEAD_RE.match(source)
     assert head is not None  # the pattern matches the empty string
     end = head.end()
