@@ -41,11 +41,11 @@ sizes or indices, aliases, loop variables, subroutine bodies, hardware qubits)
 are skipped. Programs nested deeper than the parser can recurse are rejected.
 
 Layout: `_semantics` (gate tables, `_Program`, `_Fault`/`_Unsure`) is imported by
-`_hot` and `_body` (layer 1), `_tokens` (layer 2) and `_full` (layer 3, which imports openqasm3
-only when it runs); `_verdict_cache` (the LRU of verdicts) and `_widths`
+`_hot` and `_body` (layer 1), `_tokens` (layer 2) and `_full` (layer 3, which imports
+openqasm3 only when it runs); `_verdict_cache` (the LRU of verdicts) and `_widths`
 (`circuit_qubits`/`circuit_clbits`) sit beside this module, which chooses the layer.
 Importing starts nothing; shared mutable state (the verdict cache, the hot path's
-statement memo, ANTLR's error listener) is guarded by a `ForkSafeLock`.
+statement memo, the body regexes, ANTLR's error listener) is guarded by a `ForkSafeLock`.
 """
 
 from __future__ import annotations
