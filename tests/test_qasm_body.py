@@ -15,7 +15,7 @@ import re
 import pytest
 
 from asyncjob._errors import QasmValidationError
-from asyncjob._qasm import _SLOW, _fast_check, _quick, check_circuit
+from asyncjob._qasm import _SLOW, _body, _fast_check, _quick, check_circuit
 from asyncjob._qasm._body import _below, _body_accepts
 from asyncjob._qasm._hot import _hot_accepts
 from asyncjob._qasm._semantics import _Fault, _Unsure, _Verdict
@@ -206,3 +206,16 @@ def test_body_path_is_not_taken_with_full_true() -> None:
     source = 'OPENQASM 3;\ninclude "stdgates.inc";\nqubit[2] q;\ncx q[0],q[1];\n'
     assert _body_accepts(source)
     assert _quick(source, True) is _SLOW  # the reference parser still runs
+
+
+def test_only_accepted_sources_are_remembered() -> None:
+    base = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\n'
+    good, bad = base + "cx q[0],q[2];\nrz(0.25) q[1];\n", base + "cx q[0],q[0];\n"
+    check_circuit("good", good)
+    assert good in _body._accepted
+    check_circuit("good again", good)  # answered from the memo
+    with pytest.raises(QasmValidationError, match="used twice"):
+        check_circuit("bad", bad)
+    with pytest.raises(QasmValidationError, match="used twice"):
+        check_circuit("bad again", bad)
+    assert bad not in _body._accepted

@@ -83,9 +83,9 @@ _SLOW = object()  # a marker: the verdict needs the full parser
 def _quick(source: str, full: bool) -> _Verdict | object:
     """The verdict if it is cheap to get (checks, cache, fast path), else _SLOW."""
     if not full and _body_accepts(source):
-        # The usual program is valid after one regex match. It skips the verdict cache:
-        # hashing and storing would cost every fresh program ~5 us, while a repeated one
-        # pays the match again (~4x a cache hit). check_batch checks duplicates once.
+        # The usual program is valid after one regex match (or found in the body path's
+        # own memo of recent sources). It skips the verdict cache: hashing and storing
+        # would cost every fresh program ~5 us.
         return None
     digest, verdict = _precheck(source)
     if digest is None:

@@ -33,7 +33,12 @@ _MISSING = re.compile("")  # a marker: layout not compiled yet
 _heads: dict[str, re.Pattern[str] | None] = {}
 _HEADS_MAX = 1024
 _HEAD_CHARS_MAX = 4096  # longer heads are read again each time rather than kept
-_lock = ForkSafeLock()  # held to write either memo; a read is one dict lookup
+# Recently accepted sources themselves (not a digest: a hit then costs one dict lookup,
+# and the string's hash is usually cached already), up to _ACCEPTED_CHARS in all.
+_accepted: dict[str, None] = {}
+_accepted_chars = 0
+_ACCEPTED_CHARS = 1 << 21
+_lock = ForkSafeLock()  # held to write any of these memos; a read is one dict lookup
 # The leading statements that may declare something (the header, includes, registers):
 # the statement loop runs on these, the body regex on the rest.
 _HEAD_RE = re.compile(r"(?:[ \t\r\n]*+(?:OPENQASM|include|qreg|creg|qubit|bit)[^;]*+;)*+")
@@ -46,6 +51,8 @@ def _body_accepts(source: str) -> bool:
     declarations, so True here means `_hot_accepts` would return True too (and the
     source is neither empty nor invalid UTF-8).
     """
+    if source in _accepted:
+        return True
     if "#" in source or "//" in source or "/*" in source:
         return False
     if not source.isascii():
@@ -64,7 +71,17 @@ def _body_accepts(source: str) -> bool:
                 if len(_heads) >= _HEADS_MAX:
                     _heads.clear()
                 _heads[source[:end]] = body
-    return body is not None and body.fullmatch(source, end) is not None
+    if body is None or body.fullmatch(source, end) is None:
+        return False
+    global _accepted_chars
+    with _lock:
+        if _accepted_chars + len(source) > _ACCEPTED_CHARS:
+            _accepted.clear()
+            _accepted_chars = 0
+        if len(source) <= _ACCEPTED_CHARS:
+            _accepted[source] = None
+            _accepted_chars += len(source)
+    return True
 
 
 def _head_body(head: str) -> re.Pattern[str] | None:
