@@ -3,14 +3,14 @@
 After the header, includes and declarations (checked statement by statement by
 `_hot`), the rest of a typical program is gate calls on indexed qubits and
 measurements. For a given layout (version, includes, registers and sizes) one
-regular expression accepts exactly such a body when every gate is known with the
+regular expression accepts such a body when every gate is known with the
 right arity, every index is in range and no qubit appears twice in one gate, so
 the body costs one ``fullmatch`` in C instead of Python work per statement.
 
 It accepts a subset of what the statement loop accepts (no whitespace inside an
-operand, indices without leading zeros, no whole-register gate operands, no
-comments): a body it does not match goes to the statement loop, so verdicts
-never depend on it.
+operand, indices without leading zeros, no whole-register gate operands, angles
+without parentheses or functions, no comments): a body it does not match goes to
+the statement loop, so verdicts never depend on it.
 """
 
 from __future__ import annotations
@@ -153,10 +153,6 @@ def _compile(
     if not qubit_regs or len(qregs) + len(cregs) > _MAX_REGISTERS:
         return None
     qubit = _indexed(qubit_regs)
-    classes: dict[tuple[int, int], list[str]] = {}
-    for name, arity in gates.items():
-        if 1 <= arity[1] <= _MAX_QUBITS:
-            classes.setdefault(arity, []).append(name)
     # Gates grouped by how many qubits they take; within a group, one trie of names per
     # parameter count (the angle pattern appears once per count, which keeps the regex
     # small and quick to compile). Only the operands another must differ from are
