@@ -10,7 +10,6 @@ network and job faults of a `FaultConfig` so clients can be tested against
 them.
 """
 
-from ._app import API_PREFIX, LocalScheduler, ThreadedScheduler
 from ._choice import aer_available
 from ._executors import (
     AerExecutor,
@@ -25,6 +24,9 @@ from ._executors import (
 )
 from ._faults import ENDPOINTS, FaultConfig, FaultEvent
 from ._jobs import JobRecord, SchedulerStats
+from ._scheduler import LocalScheduler
+from ._state import API_PREFIX
+from ._threaded import ThreadedScheduler
 
 __all__ = [
     "API_PREFIX",

@@ -30,8 +30,9 @@ from asyncjob import AsyncJobClient, ProtocolError
 from asyncjob._batch import build_submission, encode_circuit
 from asyncjob._config import ClientConfig
 from asyncjob._histogram import encode_histogram
-from asyncjob.local._app import _BadRequest, decode_observables
-from asyncjob.local._app import _shots_per_circuit as server_check_shot_groups
+from asyncjob.local._chunks import decode_observables
+from asyncjob.local._chunks import shots_per_circuit as server_check_shot_groups
+from asyncjob.local._decode import BadRequest
 
 from ..conftest import BELL, CallbackResult, aioresponses, fast_retry
 from .conftest import TOKEN, run_async
@@ -303,7 +304,7 @@ def test_shot_groups_are_accepted_exactly_when_the_oracle_says_so(
         )
         try:
             per_circuit += server_check_shot_groups(body["shot_groups"], len(body["circuits"]))
-        except _BadRequest as exc:  # pragma: no cover - the failure message is the point
+        except BadRequest as exc:  # pragma: no cover - the failure message is the point
             pytest.fail(f"the scheduler refuses chunk groups {body['shot_groups']}: {exc.detail}")
     assert per_circuit == [shots for a, b, shots in rows for _ in range(a, b)]
     assert [label for body in bodies for label in body["circuits"]] == list(circuits)
