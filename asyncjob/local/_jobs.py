@@ -111,6 +111,8 @@ class JobRecord:
     job_type: str
     error: str | None = None
     run_time: float | None = None
+    finished_at: float | None = None
+    """When the job became terminal (`time.time()`), or None."""
 
 
 @attrs.define(eq=False)
@@ -164,6 +166,7 @@ class Job:
             job_type=self.job_type,
             error=self.error,
             run_time=self.run_time,
+            finished_at=self.finished_at,
         )
 
 

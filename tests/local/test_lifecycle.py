@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -126,6 +127,21 @@ async def test_random_job_durations(make_scheduler: Factory) -> None:
     assert order[0] != ids[0]  # finished in another order than submitted
 
 
+async def test_job_records_carry_the_finish_time(make_scheduler: Factory) -> None:
+    server = await make_scheduler(job_duration=60)
+    async with aiohttp.ClientSession(server.base_url, headers=auth(server)) as http:
+        before = time.time()
+        job_id = await submit(http, {"a": BELL})
+        with anyio.fail_after(5):
+            await server.wait_for_status(job_id, "RUNNING")
+        assert server.job(job_id).finished_at is None  # type: ignore[union-attr]
+        async with http.post(f"job/{job_id}/cancel/") as r:
+            assert r.status == 200
+    finished = server.job(job_id).finished_at  # type: ignore[union-attr]
+    assert finished is not None and before <= finished <= time.time()
+    assert [r.finished_at for r in server.jobs()] == [finished]
+
+
 async def test_unfinalized_jobs_stay_pending(make_scheduler: Factory) -> None:
     server = await make_scheduler()
     async with aiohttp.ClientSession(server.base_url, headers=auth(server)) as http:
@@ -189,6 +205,20 @@ def test_threaded_mode() -> None:
         threaded.restart()
         assert threaded.port == port
         assert request(threaded, "GET", f"job/{job_id}/status/")[1]["status"] == "COMPLETED"
+    assert not any(t.name == "asyncjob-local-scheduler" for t in threading.enumerate())
+
+
+def test_threaded_stop_cancels_what_is_left_on_the_loop() -> None:
+    with LocalScheduler(token="t", executor="sampler").run_in_thread() as threaded:
+        never = threading.Event()
+
+        async def forever() -> None:
+            await threaded.scheduler.wait_until(never.is_set)
+
+        with pytest.raises(TimeoutError):
+            threaded.call(forever, timeout=0.01)
+    # Leaving the block returned: the call still waiting was cancelled, the thread joined.
+    assert not threaded.scheduler.running
     assert not any(t.name == "asyncjob-local-scheduler" for t in threading.enumerate())
 
 
