@@ -66,22 +66,16 @@ class FaultMiddleware:
         if plan.kind is not None and plan.phase == "before":
             if plan.kind == "rate_limit":
                 return self._rate_limited(plan.retry_after)
-            if plan.kind == "error":
-                return self._proxy_error(plan.status)
-            if plan.kind == "reset":
-                return self._reset(request)
-            if plan.kind == "hang" and not await s.pause(plan.hang_time):
-                return self._reset(request)
+            failed = await self._fail(request, plan)
+            if failed is not None:
+                return failed
         response = await self._handle(request, handler)
         if plan.kind is not None and plan.phase == "after":
-            if plan.kind == "error":
-                return self._proxy_error(plan.status)
-            if plan.kind == "reset":
-                return self._reset(request)
-            if plan.kind == "hang" and not await s.pause(plan.hang_time):
-                return self._reset(request)
             if plan.kind == "truncate":
                 return await self._send(request, response, plan, truncate=True)
+            failed = await self._fail(request, plan)
+            if failed is not None:
+                return failed
         if plan.slow_body > 0:
             return await self._send(request, response, plan, truncate=False)
         return response
@@ -109,6 +103,16 @@ class FaultMiddleware:
             return response
 
     # -- injected faults -----------------------------------------------------
+
+    async def _fail(self, request: web.Request, plan: FaultPlan) -> web.StreamResponse | None:
+        """The answer of an `error`, `reset` or `hang` fault; None lets the request through."""
+        if plan.kind == "error":
+            return self._proxy_error(plan.status)
+        if plan.kind == "reset" or (
+            plan.kind == "hang" and not await self.state.pause(plan.hang_time)
+        ):
+            return self._reset(request)
+        return None
 
     @staticmethod
     def _rate_limited(retry_after: float) -> web.Response:
