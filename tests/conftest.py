@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import os
+import signal
 import tempfile
 import types
 from collections.abc import AsyncIterator, Callable
@@ -126,6 +127,17 @@ def _aioresponses_works() -> bool:
     except Exception:
         return False
     return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the Ctrl+C tests' child processes a SIGINT they can receive.
+
+    A shell starts a background job (`pytest &`, a non-interactive script) with
+    SIGINT ignored, and children inherit that, so Python in them never raises
+    KeyboardInterrupt. A handler (unlike SIG_IGN) is reset to the default on exec.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
