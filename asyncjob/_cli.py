@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._commands import add_job_commands
+from ._commands import add_executor_flag, add_job_commands
 from ._errors import AsyncJobError, ConfigurationError, ExecutionCancelledError
 
 if TYPE_CHECKING:
@@ -128,13 +128,7 @@ def _add_serve(
         action="store_true",
         help="allow binding a non-loopback address (requires --token)",
     )
-    parser.add_argument(
-        "--executor",
-        choices=("auto", "aer", "sampler"),
-        default="auto",
-        help="aer: qiskit-aer simulation; sampler: SYNTHETIC deterministic counts; "
-        "auto (the default): aer when installed, else sampler",
-    )
+    add_executor_flag(parser)
     parser.add_argument(
         "--job-duration",
         type=_duration,

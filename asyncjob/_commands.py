@@ -119,14 +119,19 @@ def add_job_commands(
     p = subparsers.add_parser(
         "demo", parents=[common], help="run example circuits on an embedded local scheduler"
     )
-    p.add_argument(
+    add_executor_flag(p)
+    p.set_defaults(run=_demo)
+
+
+def add_executor_flag(parser: argparse.ArgumentParser) -> None:
+    """`--executor` of `serve` and `demo`: what the local scheduler runs circuits with."""
+    parser.add_argument(
         "--executor",
         choices=("auto", "aer", "sampler"),
         default="auto",
-        help="auto (the default): aer when qiskit-aer is installed, else sampler "
-        "(synthetic counts)",
+        help="auto (the default): aer when qiskit-aer is installed, else sampler; "
+        "aer: qiskit-aer simulation; sampler: SYNTHETIC deterministic counts",
     )
-    p.set_defaults(run=_demo)
 
 
 def _backend(args: argparse.Namespace) -> JobBackend:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-from types import TracebackType
 
 __all__ = ["ForkSafeLock", "abandon"]
 
@@ -31,12 +30,7 @@ class ForkSafeLock:
     def __enter__(self) -> None:
         self._lock().acquire()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._lock().release()
 
 

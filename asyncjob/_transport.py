@@ -18,7 +18,6 @@ import os
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
 
 import aiohttp
 import attrs
@@ -72,12 +71,7 @@ class AsyncTransport(abc.ABC):
     async def __aenter__(self) -> AsyncTransport:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 

@@ -13,7 +13,6 @@ import logging
 import random
 import secrets
 from collections.abc import Callable
-from types import TracebackType
 
 from aiohttp import web
 from aiohttp.log import access_logger
@@ -156,12 +155,7 @@ class LocalScheduler(SchedulerView):
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
     def run_in_thread(self) -> ThreadedScheduler:
