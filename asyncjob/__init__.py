@@ -30,6 +30,7 @@ from ._errors import (
     QasmValidationError,
     RateLimitedError,
     RequestTimeoutError,
+    ResumeError,
     ServerError,
 )
 from ._models import ExecutionResult, JobStatus, JobType, Response
@@ -76,6 +77,7 @@ __all__ = [
     "Request",
     "RequestTimeoutError",
     "Response",
+    "ResumeError",
     "RetryPolicy",
     "ServerError",
     "Timeout",

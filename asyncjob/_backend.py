@@ -32,7 +32,7 @@ from anyio.from_thread import start_blocking_portal
 
 from ._client import AsyncJobClient
 from ._config import ClientConfig
-from ._errors import AsyncJobError, EventLoopError, ExecutionCancelledError
+from ._errors import AsyncJobError, ClientClosedError, EventLoopError, ExecutionCancelledError
 from ._forksafe import ForkSafeLock, abandon
 from ._journal import Journal
 from ._models import ExecutionResult, JobStatus, Response
@@ -318,7 +318,7 @@ class JobBackend:
     def _running(self) -> _Loop:
         with self._lock:
             if self._closed:
-                raise RuntimeError(f"{self!r} is closed")
+                raise ClientClosedError(f"{self!r} is closed; create a new one")
             if self._loop is not None and self._loop.inherited:
                 # Forked: the loop thread is the parent's. Start one for this process.
                 if self._finalizer is not None:
@@ -360,7 +360,7 @@ class JobBackend:
             if on_interrupt is not None and isinstance(exc, KeyboardInterrupt):
                 return on_interrupt()
             if future is None and type(exc) is RuntimeError:  # the portal had stopped
-                raise RuntimeError(f"{self!r} is closed") from None
+                raise ClientClosedError(f"{self!r} is closed; create a new one") from None
             raise
         if not finished:
             loop.cancel(task, future, f"{what} cancelled by the cancellation event")

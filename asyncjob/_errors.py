@@ -30,6 +30,7 @@ __all__ = [
     "QasmValidationError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "ResumeError",
     "ServerError",
 ]
 
@@ -52,6 +53,10 @@ class InvalidInputError(AsyncJobError, ValueError):
 
 class InvalidInputTypeError(AsyncJobError, TypeError):
     """An argument of the wrong type (a bare string for a batch) or an unknown keyword."""
+
+
+class ResumeError(AsyncJobError, LookupError):
+    """`resume` found no job to re-attach to (no journal, not journaled) or cannot finish it."""
 
 
 class ExecutionCancelledError(AsyncJobError):

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from itertools import accumulate, groupby, pairwise
 from typing import Any
 
-from ._errors import ProtocolError
+from ._errors import InvalidInputError, ProtocolError
 
 __all__ = ["MAX_WIDTH", "decode_histogram", "decode_result", "encode_histogram"]
 
@@ -288,20 +288,21 @@ def encode_histogram(counts: Mapping[str, int], n_bits: int | None = None) -> di
     """Encode {bitstring: count} as a resultsV2 histogram object (the local server's side).
 
     Uses qh1 up to 255 bits, qh2 beyond. `n_bits` defaults to the length of the keys
-    and is required for an empty histogram. Raises `ValueError` on bad input.
+    and is required for an empty histogram. Bad input raises `InvalidInputError`
+    (a `ValueError`).
     """
     if n_bits is None:
         if not counts:
-            raise ValueError("n_bits is required to encode an empty histogram")
+            raise InvalidInputError("n_bits is required to encode an empty histogram")
         n_bits = len(next(iter(counts)))
     if not isinstance(n_bits, int) or isinstance(n_bits, bool) or not 1 <= n_bits <= MAX_WIDTH:
-        raise ValueError(f"n_bits must be an integer in 1..2**20, got {n_bits!r}")
+        raise InvalidInputError(f"n_bits must be an integer in 1..2**20, got {n_bits!r}")
     entries: list[tuple[int, int]] = []
     for key, count in counts.items():
         if not isinstance(key, str) or len(key) != n_bits or key.strip("01"):
-            raise ValueError(f"histogram key {key!r} is not a bitstring of length {n_bits}")
+            raise InvalidInputError(f"histogram key {key!r} is not a bitstring of length {n_bits}")
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ValueError(f"count for {key!r} must be a positive integer, got {count!r}")
+            raise InvalidInputError(f"count for {key!r} must be a positive integer, got {count!r}")
         entries.append((int(key, 2), count))
     entries.sort()
 

@@ -27,6 +27,7 @@ from ._errors import (
     HTTPStatusError,
     ProtocolError,
     RequestTimeoutError,
+    ResumeError,
 )
 from ._journal import PendingChunk
 from ._journal_records import Abandoned, Begin, Cancelling, Chunk, ChunkSent, Created, Submitted
@@ -315,15 +316,15 @@ class Submitter:
         """`AsyncJobClient.resume`: finish or cancel a submission the journal shows unfinished."""
         ref = getattr(execution_result, "job_id", execution_result)
         if not isinstance(ref, str) or not ref or self._ctx.writer is None:
-            raise LookupError("resume needs a job id and an enabled journal")
+            raise ResumeError("resume needs a job id and an enabled journal")
         await self._ctx.writer.flush()
         base_url = self._ctx.config.base_url
         found = await self._ctx.from_journal(lambda j: (j.find(base_url, ref), j))
         if found is None:
-            raise LookupError("resume needs a job id and an enabled journal")
+            raise ResumeError("resume needs a job id and an enabled journal")
         entry, journal = found
         if entry is None:
-            raise LookupError(f"job {ref!r} is not in the journal {journal.path}")
+            raise ResumeError(f"job {ref!r} is not in the journal {journal.path}")
         job_id = entry.job_id
         if entry.interrupted:
             # Everything that can wait happens before the job may be (re)created, so
@@ -345,17 +346,17 @@ class Submitter:
                 with anyio.CancelScope(shield=True):
                     await self.abandon(job_id, entry.key)
                 if finish and entry.cancelling:
-                    raise LookupError(
+                    raise ResumeError(
                         f"submission {entry.key} was cancelled, so it is not finished; "
                         f"its job {job_id} was cancelled"
                     )
                 if finish:
-                    raise LookupError(
+                    raise ResumeError(
                         f"submission {entry.key} stopped before all of its circuits were "
                         f"recorded, so it cannot be finished; its job {job_id} was cancelled"
                     )
         if job_id is None:  # an init that never got through, abandoned earlier
-            raise LookupError(f"submission {ref!r} never created a job")
+            raise ResumeError(f"submission {ref!r} never created a job")
         self._ctx.remember_labels(job_id, entry.labels)
         return ExecutionResult(job_id=job_id)
 

@@ -41,7 +41,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._backend import JobBackend
 from ._batch import encode_circuit
-from ._errors import ExecutionCancelledError, JobFailedError
+from ._errors import (
+    ExecutionCancelledError,
+    InvalidInputError,
+    InvalidInputTypeError,
+    JobFailedError,
+)
 from ._ham_padding import pad_ham_ops
 from ._models import JobStatus, Response
 from ._parametric import ParametricCircuit, bind_template
@@ -140,7 +145,9 @@ class DiviBackend(CircuitRunner):  # type: ignore[misc]
         self, supports_expval: bool, parametric: bool | Literal["auto"], track_depth: bool
     ) -> None:
         if parametric not in (True, False, "auto"):
-            raise ValueError(f'parametric must be True, False or "auto", got {parametric!r}')
+            raise InvalidInputError(
+                f'parametric must be True, False or "auto", got {parametric!r}'
+            )
         super().__init__(shots=self._backend.shots, track_depth=track_depth)
         self._supports_expval = bool(supports_expval)
         self._parametric: bool | Literal["auto"] = parametric
@@ -156,7 +163,9 @@ class DiviBackend(CircuitRunner):  # type: ignore[misc]
     ) -> DiviBackend:
         """A divi backend over an existing `JobBackend` (which `close()` leaves open)."""
         if not isinstance(backend, JobBackend):
-            raise TypeError(f"from_backend needs a JobBackend, got {type(backend).__name__}")
+            raise InvalidInputTypeError(
+                f"from_backend needs a JobBackend, got {type(backend).__name__}"
+            )
         runner = cls.__new__(cls)
         runner._init(backend, False)
         runner._configure(supports_expval, parametric, track_depth)
@@ -300,7 +309,7 @@ class DiviBackend(CircuitRunner):  # type: ignore[misc]
                     bound = {label: p.circuit for p in items for label, _ in p.parameter_sets}
                     return bound, lambda: _depths(bound.values())
                 if self._parametric is False:
-                    raise ValueError(
+                    raise InvalidInputError(
                         "these payloads carry free parameters, but this DiviBackend was made "
                         "with parametric=False; bind them first or use parametric=True"
                     )
@@ -310,7 +319,7 @@ class DiviBackend(CircuitRunner):  # type: ignore[misc]
         if isinstance(payloads, Mapping | Sequence) and not isinstance(payloads, str | bytes):
             bound = dict(normalise_circuit_batch(payloads))
             return bound, lambda: _depths(bound.values())
-        raise TypeError(
+        raise InvalidInputTypeError(
             "submit_circuits takes CircuitPayloads, a mapping label -> circuit or a sequence "
             f"of circuits, not {type(payloads).__name__}"
         )
@@ -367,7 +376,9 @@ def _job_id(execution_result: Any) -> str:
     job_id = execution_result if isinstance(execution_result, str) else None
     job_id = job_id or getattr(execution_result, "job_id", None)
     if not isinstance(job_id, str) or not job_id:
-        raise ValueError("this ExecutionResult carries no job_id: it is not a remote job handle")
+        raise InvalidInputError(
+            "this ExecutionResult carries no job_id: it is not a remote job handle"
+        )
     return job_id
 
 

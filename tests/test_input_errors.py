@@ -9,13 +9,16 @@ import pytest
 from asyncjob import (
     AsyncJobClient,
     AsyncJobError,
+    ClientClosedError,
     ConfigurationError,
     ExecutionResult,
     InvalidInputError,
     InvalidInputTypeError,
     PayloadTooLargeError,
     QasmValidationError,
+    ResumeError,
 )
+from asyncjob._histogram import encode_histogram
 from asyncjob.local import ExecutorUnavailableError
 
 from .conftest import BASE, BELL, TOKEN
@@ -88,3 +91,20 @@ def test_the_error_tree_keeps_its_builtins() -> None:
     assert issubclass(PayloadTooLargeError, InvalidInputError)
     assert issubclass(ExecutorUnavailableError, AsyncJobError)
     assert issubclass(ExecutorUnavailableError, ImportError)
+    assert issubclass(ResumeError, AsyncJobError)
+    assert issubclass(ResumeError, LookupError)
+    assert issubclass(ClientClosedError, AsyncJobError)
+    assert issubclass(ClientClosedError, RuntimeError)
+
+
+@pytest.mark.parametrize(
+    ("counts", "n_bits"),
+    [({}, None), ({"01": 3}, 0), ({"012": 1}, 3), ({"01": 0}, 2)],
+    ids=["empty without n_bits", "n_bits 0", "not a bitstring", "count 0"],
+)
+def test_histogram_encoder_input_errors_are_asyncjob_value_errors(
+    counts: dict[str, int], n_bits: int | None
+) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        encode_histogram(counts, n_bits)
+    assert isinstance(info.value, ValueError)

@@ -16,7 +16,7 @@ import anyio
 import pytest
 from yarl import URL
 
-from asyncjob import AsyncJobClient, ExecutionResult, Limits
+from asyncjob import AsyncJobClient, ExecutionResult, Limits, ResumeError
 from asyncjob._journal import ABANDONED, SUBMITTED, UPLOADING, Journal, default_journal_path
 
 from .conftest import BASE, BELL, TOKEN, CallbackResult, aioresponses, fast_retry
@@ -218,12 +218,14 @@ async def test_client_records_and_resume_restores_labels(tmp_path: Path) -> None
 
 async def test_resume_unknown_job_is_lookup_error(tmp_path: Path) -> None:
     async with AsyncJobClient(BASE, TOKEN, journal=tmp_path / "j.sqlite3") as client:
-        with pytest.raises(LookupError, match="not in the journal"):
+        with pytest.raises(ResumeError, match="not in the journal") as info:
             await client.resume("nope")
+        assert isinstance(info.value, LookupError)
     async with AsyncJobClient(BASE, TOKEN, journal=False) as client:
         assert client.journal is None
-        with pytest.raises(LookupError, match="enabled journal"):
+        with pytest.raises(ResumeError, match="enabled journal") as info:
             await client.resume("nope")
+        assert isinstance(info.value, LookupError)
 
 
 async def _interrupted_submission(path: Path) -> list[dict[str, Any]]:
@@ -328,7 +330,7 @@ async def test_a_submission_recorded_in_part_is_cancelled_not_finished(tmp_path:
     async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
         with aioresponses() as m:
             m.post(CANCEL, payload={"status": "cancelled"})
-            with pytest.raises(LookupError, match="cannot be finished"):
+            with pytest.raises(ResumeError, match="cannot be finished"):
                 await client.resume("j1")
             assert len(m.requests[("POST", URL(CANCEL))]) == 1
             assert ("POST", URL(ADD)) not in m.requests  # never half a batch
@@ -385,7 +387,7 @@ async def test_resume_cancels_a_cancelled_submission_whose_cleanup_did_not_end(
         with aioresponses() as m:
             m.post(INIT, callback=init)
             m.post(CANCEL, payload={"status": "cancelled"})
-            with pytest.raises(LookupError, match="was cancelled"):
+            with pytest.raises(ResumeError, match="was cancelled"):
                 await client.resume("k1")
             assert keys == ["k1"]  # the job found again by its init key
             assert len(m.requests[("POST", URL(CANCEL))]) == 1

@@ -14,6 +14,7 @@ import pytest
 import asyncjob
 from asyncjob import (
     AuthenticationError,
+    ClientClosedError,
     ConfigurationError,
     ExecutionCancelledError,
     ExecutionResult,
@@ -257,8 +258,9 @@ def test_close_stops_the_loop_and_is_final(scheduler: ThreadedScheduler) -> None
         assert len(loop_threads()) == 1
     assert not loop_threads()
     backend.close()  # idempotent
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ClientClosedError, match="closed") as info:
         backend.submit_circuits({"bell": BELL})
+    assert isinstance(info.value, RuntimeError)
     assert "closed" in repr(backend)
 
 

@@ -27,7 +27,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
 import asyncjob
-from asyncjob import JobBackend, QasmValidationError
+from asyncjob import InvalidInputError, InvalidInputTypeError, JobBackend, QasmValidationError
 from asyncjob.divi import (
     DiviBackend,
     DiviInsufficientCreditsError,
@@ -73,8 +73,9 @@ def test_it_is_a_divi_circuit_runner_and_async_job_backend(sampler: ThreadedSche
         assert backend.seed == 5
     assert not divi_backend(sampler, supports_expval=False, parametric=False).supports_expval
     assert not divi_backend(sampler, parametric=False).resolves_parameters
-    with pytest.raises(ValueError, match="parametric"):
+    with pytest.raises(InvalidInputError, match="parametric") as info:
         divi_backend(sampler, parametric="yes")
+    assert isinstance(info.value, ValueError)
 
 
 def test_from_backend_wraps_and_leaves_it_open(sampler: ThreadedScheduler) -> None:
@@ -84,8 +85,19 @@ def test_from_backend_wraps_and_leaves_it_open(sampler: ThreadedScheduler) -> No
         backend.close()
         handle = job_backend.submit_circuits({"bell": BELL})  # still open
         assert handle.job_id
-    with pytest.raises(TypeError, match="JobBackend"):
+    with pytest.raises(InvalidInputTypeError, match="JobBackend") as info:
         DiviBackend.from_backend(object())  # type: ignore[arg-type]
+    assert isinstance(info.value, TypeError)
+
+
+def test_bad_batches_and_handles_are_asyncjob_errors(sampler: ThreadedScheduler) -> None:
+    with divi_backend(sampler) as backend:
+        with pytest.raises(InvalidInputTypeError, match="CircuitPayloads") as caught:
+            backend.submit_circuits(42)
+        assert isinstance(caught.value, TypeError)
+        with pytest.raises(InvalidInputError, match="no job_id") as info:
+            backend.get_job_results(ExecutionResult(results=[]))
+        assert isinstance(info.value, ValueError)
 
 
 def test_plain_collections_and_qiskit_circuits(sampler: ThreadedScheduler) -> None:
@@ -131,8 +143,9 @@ def test_payloads_bound_and_parametric(sampler: ThreadedScheduler) -> None:
         sent = sampler.stats.requests_by_endpoint["add_circuits"] - before
         assert handle.backend_jobs == sent == 1 + templates
     with divi_backend(sampler, parametric=False) as backend:
-        with pytest.raises(ValueError, match="parametric=False"):
+        with pytest.raises(InvalidInputError, match="parametric=False") as info:
             backend.submit_circuits([parametric])
+        assert isinstance(info.value, ValueError)
 
 
 def test_a_bad_template_is_refused_before_anything_is_sent(sampler: ThreadedScheduler) -> None:
