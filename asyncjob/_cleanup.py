@@ -2,7 +2,9 @@
 
 A cancelled call returns at once and starts no request itself; what still has
 to happen on the server runs here, as a task on the client's own event loop,
-bounded by `CLEANUP_TIMEOUT`, and `AsyncJobClient.aclose()` waits for it.
+bounded by `CLEANUP_TIMEOUT`, and `AsyncJobClient.aclose()` waits for it. A
+cleanup that fails says what is left: `resume()` advice only when there is a
+journal to resume from.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-__all__ = ["CLEANUP_TIMEOUT", "Cleanups"]
+from ._errors import ConnectionFailedError
+
+__all__ = ["CLEANUP_TIMEOUT", "Cleanups", "never_sent"]
 
 logger = logging.getLogger("asyncjob")
 
@@ -24,7 +28,8 @@ CLEANUP_TIMEOUT = 10.0
 class Cleanups:
     """The cleanup tasks of one client, each bounded in time."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, journaled: bool) -> None:
+        self._journaled = journaled
         self._tasks: dict[asyncio.Task[None], str | None] = {}
 
     def __len__(self) -> int:
@@ -37,8 +42,12 @@ class Cleanups:
 
         `key` (a submission's) lets `join` find it.
         """
+        if self._journaled and key is not None:
+            left = "resume() can finish it from the journal"
+        else:
+            left = "a job may be left on the server (no journal to resume it from)"
         task = asyncio.get_running_loop().create_task(
-            _bounded(func, what), name="asyncjob-cleanup"
+            _bounded(func, what, left), name="asyncjob-cleanup"
         )
         self._tasks[task] = key
         task.add_done_callback(self._forget)
@@ -64,16 +73,18 @@ class Cleanups:
             task.cancel()
 
 
-async def _bounded(func: Callable[[], Awaitable[None]], what: str) -> None:
+def never_sent(exc: BaseException) -> bool:
+    """True when a failed request certainly never reached the server (no connection made)."""
+    return isinstance(exc, ConnectionFailedError) and not exc.request_sent
+
+
+async def _bounded(func: Callable[[], Awaitable[None]], what: str, left: str) -> None:
+    """`func()` within `CLEANUP_TIMEOUT`; a failure is logged with `left` (what remains)."""
     with anyio.move_on_after(CLEANUP_TIMEOUT) as scope:
         try:
             await func()
         except Exception as exc:
-            logger.warning("%s failed (%s); resume() can finish it from the journal", what, exc)
+            logger.warning("%s failed (%s); %s", what, exc, left)
             return
     if scope.cancelled_caught:
-        logger.warning(
-            "%s timed out after %.0f s; resume() can finish it from the journal",
-            what,
-            CLEANUP_TIMEOUT,
-        )
+        logger.warning("%s timed out after %.0f s; %s", what, CLEANUP_TIMEOUT, left)

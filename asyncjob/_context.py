@@ -42,7 +42,7 @@ class ClientContext:
         self.config = config
         self.sender = sender
         self.writer = None if config.journal is None else JournalWriter(config.journal)
-        self.cleanups = Cleanups()
+        self.cleanups = Cleanups(journaled=self.writer is not None)
         self.labels: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self.seen: OrderedDict[str, JobStatus] = OrderedDict()
         self.run_times: OrderedDict[str, float] = OrderedDict()

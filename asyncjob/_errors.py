@@ -114,6 +114,8 @@ class ConnectionFailedError(AsyncJobError, ConnectionError):
 
     reason: str | None = None
     """The cause in words, without naming the request (e.g. "... connection refused")."""
+    request_sent: bool = True
+    """False when no attempt got a connection (refused, DNS, TLS): the server never saw it."""
 
 
 class ProtocolError(AsyncJobError):

@@ -74,6 +74,8 @@ def connection_failed(exc: aiohttp.ClientError, method: str, url: URL) -> Connec
     cause = _cause(exc, url)
     error = ConnectionFailedError(f"{_shown(method, url)}: {cause}")
     error.reason = cause
+    # aiohttp raises a connector error only while connecting, before any byte is sent.
+    error.request_sent = not isinstance(exc, aiohttp.ClientConnectorError)
     return error
 
 

@@ -28,6 +28,7 @@ from ._errors import (
     BadRequestError,
     ClientClosedError,
     ConflictError,
+    ConnectionFailedError,
     HTTPStatusError,
     InvalidInputError,
     NotFoundError,
@@ -152,6 +153,7 @@ class Sender:
         )
         started = anyio.current_time()
         attempt = 0
+        sent = False  # whether any attempt may have reached the server
         while True:
             attempt += 1
             retry_after: float | None = None
@@ -160,6 +162,9 @@ class Sender:
             except AsyncJobError as exc:
                 outcome: int | BaseException = exc
                 failure: BaseException = exc
+                sent = sent or not isinstance(exc, ConnectionFailedError) or exc.request_sent
+                if isinstance(exc, ConnectionFailedError):
+                    exc.request_sent = sent
             else:
                 code = response.status_code
                 if 200 <= code < 300 or code in ok:

@@ -19,6 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from . import _qasm
 from ._batch import Submission, encode_circuit
+from ._cleanup import never_sent
 from ._config import Limits
 from ._context import ClientContext, data_field, first_leaf
 from ._errors import (
@@ -187,7 +188,7 @@ class Submitter:
                 "POST", "job/init/", body=init_body, idempotency_key=key
             )
         except BaseException as exc:
-            if _outcome_known(exc):
+            if _outcome_known(exc) or never_sent(exc):
                 self._ctx.log(Abandoned(key))
             else:
                 await self.clean_up(
