@@ -49,6 +49,7 @@ from ._errors import (
 )
 from ._ham_padding import pad_ham_ops
 from ._models import JobStatus, Response
+from ._outcome import failure_reason
 from ._parametric import ParametricCircuit, bind_template
 from ._qasm import circuit_qubits
 
@@ -69,17 +70,31 @@ class DiviExecutionCancelledError(ExecutionCancelledError, _DiviCancelled):  # t
 
 class DiviJobError(JobFailedError, _DiviJobError):  # type: ignore[misc]
     """A job ended other than COMPLETED while waiting: asyncjob's `JobFailedError` and
-    divi's `QoroJobError`; the subclasses are divi's class for each terminal status."""
+    divi's `QoroJobError`; the subclasses are divi's class for each terminal status.
+
+    `reason` is the scheduler's explanation (None when it gave none), as on every
+    `JobFailedError`; divi's phrase for the status (its class attribute
+    `reason`, e.g. "failed") is `status_word`.
+    """
 
     status: Any
-    reason: str
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, reason: str | None = None) -> None:
         self.job_id = job_id
-        Exception.__init__(self, f"job {job_id} {self.reason} ({self.status})")
+        self.reason: str | None = reason
+        because = f": {reason}" if reason else ""
+        Exception.__init__(self, f"job {job_id} {self.status_word} ({self.status}){because}")
+
+    @property
+    def status_word(self) -> str:
+        """divi's phrase for the terminal status, e.g. "failed" (divi's class attribute)."""
+        for cls in type(self).__mro__:  # the instance's `reason` shadows divi's
+            if "reason" in cls.__dict__:
+                return str(cls.__dict__["reason"])
+        return "did not complete successfully"
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.job_id,))
+        return (type(self), (self.job_id, self.reason))
 
 
 class DiviJobFailedError(DiviJobError, _DiviJobFailed):  # type: ignore[misc]
@@ -266,11 +281,18 @@ class DiviBackend(CircuitRunner):  # type: ignore[misc]
         `DiviExecutionCancelledError`.
         """
         job_id = _job_id(execution_result)
+        final: list[Response] = []
+
+        def completed(response: Response) -> None:
+            final.append(response)
+            if on_complete is not None:
+                on_complete(response)
+
         try:
             status = self._backend.poll_job_status(
                 job_id,
                 loop_until_complete,
-                on_complete,
+                completed,
                 verbose,
                 progress_callback,
                 cancellation_event,
@@ -278,7 +300,7 @@ class DiviBackend(CircuitRunner):  # type: ignore[misc]
         except ExecutionCancelledError as exc:
             _raise_cancelled(exc)
         if loop_until_complete and status in _TERMINAL_ERRORS:
-            raise _TERMINAL_ERRORS[status](job_id)
+            raise _TERMINAL_ERRORS[status](job_id, failure_reason(final[-1] if final else None))
         return DiviJobStatus(status.value)
 
     def get_job_results(self, execution_result: Any) -> Any:

@@ -281,3 +281,5 @@ def test_insufficient_credits_and_timed_out_raise_divis_errors_when_waiting(
             serving.join()
     assert isinstance(caught.value, asyncjob.JobFailedError)
     assert caught.value.job_id == "j1" and caught.value.status == status  # type: ignore[attr-defined]
+    assert caught.value.reason is None  # type: ignore[attr-defined]  # the server gave none
+    assert caught.value.status_word == divi_error.reason  # type: ignore[attr-defined]

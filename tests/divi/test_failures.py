@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from divi.qprog import VQE, HartreeFockAnsatz, ScipyMethod, ScipyOptimizer
 from divi.qprog.problems import HamiltonianProblem
 from qiskit import QuantumCircuit
 
+import asyncjob
 from asyncjob.local import FaultConfig, LocalScheduler, ThreadedScheduler
 
 from .conftest import H2, divi_backend
@@ -44,6 +46,14 @@ def test_a_scheduler_failing_every_job_ends_the_vqe_in_job_failed_error() -> Non
                 vqe.run()
         [job] = threaded.jobs()
     assert job.status == "FAILED" and caught.value.job_id == job.id
+    # `.reason` is the scheduler's, as on every asyncjob JobFailedError; divi's word is kept.
+    error = caught.value
+    assert isinstance(error, asyncjob.JobFailedError)
+    assert error.reason == "injected failure (fail_rate)"
+    assert error.status_word == "failed"  # type: ignore[attr-defined]
+    assert str(error) == f"job {job.id} failed (FAILED): injected failure (fail_rate)"
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.job_id, copy.reason) == (type(error), job.id, error.reason)
 
 
 @pytest.fixture
