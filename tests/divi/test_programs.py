@@ -116,13 +116,13 @@ def job_shots(threaded: ThreadedScheduler) -> list[int]:
     return [_shots(r) for r in threaded.scheduler.job_results(threaded.jobs()[-1].id) or []]
 
 
-def assert_within_shot_noise(ours: Any, program: Any, shots: list[int]) -> None:
+def assert_within_shot_noise(ours: Any, shots: list[int]) -> None:
     """`ours` within 4 standard errors of divi's exact energy (in-process, expectation values).
 
     The standard error uses the fewest shots any group got (exact when all got the same).
     """
     assert len(shots) == len(PARAMS) * len(qwc_groups())
-    exact, _ = energies(program, QiskitSimulator())
+    exact, _ = energies(h2_vqe(QiskitSimulator()), QiskitSimulator())
     se = np.sqrt(shot_noise_variance(min(shots)))
     for x, y, s in zip(ours[0], exact, se, strict=True):
         assert abs(x - y) <= 4 * s, (x, y, s)
@@ -156,7 +156,7 @@ def test_vqe_in_sampling_mode(aer_scheduler: ThreadedScheduler, parametric: Any)
         ours = energies(vqe)
         shots = job_shots(aer_scheduler)
     assert set(shots) == {4000}
-    assert_within_shot_noise(ours, vqe, shots)
+    assert_within_shot_noise(ours, shots)
 
 
 def test_per_group_shot_allocation(aer_scheduler: ThreadedScheduler) -> None:
@@ -168,7 +168,7 @@ def test_per_group_shot_allocation(aer_scheduler: ThreadedScheduler) -> None:
     # Weighted: the groups got different shares of the shots.
     shots = [_shots(r) for r in aer_scheduler.scheduler.job_results(job.id) or []]
     assert len(set(shots)) > 1
-    assert_within_shot_noise(ours, vqe, shots)
+    assert_within_shot_noise(ours, shots)
 
 
 def _shots(result: dict[str, Any]) -> int:
