@@ -313,3 +313,31 @@ async def test_shot_groups_through_the_scheduler(make_scheduler: Factory) -> Non
     assert [decode_result(r["results"]) for r in results] == [
         {format(i, "03b"): n} for i, n in enumerate(shots)
     ]
+
+
+def test_counts_in_every_call_follow_the_exact_distribution(run_calls: list[int]) -> None:
+    """Chi-square of each circuit's counts against its exact probabilities, over several calls.
+
+    15 random circuits, each three times in one job: 45 circuits cut into several
+    ``run`` calls (equal sources share one parsed circuit). Seeded, so deterministic;
+    the bounds are those of independent multinomial samples (per circuit p < 2e-5,
+    the sum of the 45 statistics within 5 standard deviations of its mean).
+    """
+    rng = random.Random(11)
+    distinct = [rotations(rng, 3) for _ in range(15)]
+    sources = distinct * 3
+    shots = 4000
+    tasks = [CircuitTask(f"r{i}", s, shots=shots) for i, s in enumerate(sources)]
+    outcomes = counts_of(AerExecutor(seed=9).run(tasks, threading.Event()))
+    assert len(run_calls) >= 3 and sum(run_calls) == len(tasks)
+    exact = {s: Statevector(load(s)).probabilities_dict() for s in distinct}
+    statistics = []
+    for source, counts in zip(sources, outcomes, strict=True):
+        assert sum(counts.values()) == shots and set(counts) <= set(exact[source])
+        expected = {key: p * shots for key, p in exact[source].items() if p > 1e-12}
+        statistics.append(sum((counts.get(k, 0) - e) ** 2 / e for k, e in expected.items()))
+    assert max(statistics) < 35  # 7 degrees of freedom
+    degrees = 7 * len(statistics)
+    assert abs(sum(statistics) - degrees) < 5 * (2 * degrees) ** 0.5
+    # The three copies of a circuit are independent samples, not one stream repeated.
+    assert all(outcomes[i] != outcomes[i + 15] != outcomes[i + 30] for i in range(15))
