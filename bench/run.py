@@ -562,9 +562,9 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         "",
         "Profiles (pyinstrument, `bench/profile.py`): `profile_results.txt` (fetching 5,000 "
         "results) and `profile_submit.txt` (the client-side work of submitting 5,000 circuits). "
-        "The baseline, `bench/baseline.json`, is asyncjob's submit workload on this machine "
-        "at the commit before the journal, final-chunk and decode-worker changes "
-        "(`bench/NOTES.md` says what changed).",
+        "The baseline, `bench/baseline.json`, is a full `nox -s bench` run of the code at "
+        "`18bb437` (the start of the round that added the divi backend, the split client "
+        "and the faster validator) on this machine; `bench/NOTES.md` says what changed.",
         "",
         f"Before: {before['date']}; after: this run. Same machine and workloads.",
         "",
