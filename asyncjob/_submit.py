@@ -17,11 +17,11 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import _qasm
-from ._batch import Submission, encode_circuit
+from ._batch import Submission
 from ._cleanup import never_sent
 from ._config import Limits
 from ._context import ClientContext, data_field, first_leaf
+from ._encode import ENCODE_SLICE, THREAD_THRESHOLD, compress_slices, encode_all, validate_plain
 from ._errors import (
     AsyncJobError,
     ConnectionFailedError,
@@ -42,10 +42,6 @@ __all__ = ["Submitter"]
 logger = logging.getLogger("asyncjob")
 T = TypeVar("T")
 
-_THREAD_THRESHOLD = 16
-"""Batches larger than this are validated and encoded off the event loop."""
-_ENCODE_SLICE = 256
-"""Circuits compressed at a time between looks for a full chunk to send."""
 _FINAL_CIRCUITS = 8
 """Most circuits in the final chunk of a multi-chunk submission (see `_small_final`)."""
 _CLEANUP_TIMEOUT = 5.0
@@ -59,22 +55,30 @@ class Submitter:
         self._ctx = ctx
 
     async def submit(self, submission: Submission) -> ExecutionResult:
-        """Validate everything, then create the job while the batch is compressed.
+        """Validate everything, then create the job and upload the compressed chunks.
 
-        Chunks go out as soon as each is compressed (and journaled), so the
-        server takes in one chunk while the next is being compressed.
+        A plain batch is compressed while it is validated (`_encode`); nothing is
+        journaled or sent before the last circuit has passed. Chunks go out as
+        soon as each is compressed (and journaled), so the server takes in one
+        chunk while the next is being compressed.
         """
-        bodies = await self._validate(submission)
         key = _new_key()
-        options = {"init": submission.init_body, "ordered": submission.ordered_upload}
-        await self._ctx.durable(
-            self._ctx.log(Begin(key, self._ctx.config.base_url, submission.labels, options))
-        )
         send, receive = anyio.create_memory_object_stream[PendingChunk](math.inf)
         try:
             async with anyio.create_task_group() as tg:
+                slices: MemoryObjectReceiveStream[list[str]] | None = None
+                if submission.pieces is None and len(submission.sources) > THREAD_THRESHOLD:
+                    slices_send, slices = anyio.create_memory_object_stream[list[str]](math.inf)
+                    tg.start_soon(compress_slices, submission.sources, slices_send)
+                bodies = await self._validate(submission)
+                options = {"init": submission.init_body, "ordered": submission.ordered_upload}
+                await self._ctx.durable(
+                    self._ctx.log(
+                        Begin(key, self._ctx.config.base_url, submission.labels, options)
+                    )
+                )
                 if bodies is None:
-                    tg.start_soon(self._encode_chunks, submission, key, send)
+                    tg.start_soon(self._encode_chunks, submission, key, slices, send)
                 else:
                     tg.start_soon(self._hand_over, bodies, key, send)
                 job_id = await self._init(key, submission.init_body)
@@ -105,19 +109,16 @@ class Submitter:
         (templates are compressed once, rows are cheap), and returned.
         """
         limits = self._ctx.config.limits
+        full = self._ctx.config.full_qasm_check
 
         def validate() -> list[dict[str, Any]] | None:
             if submission.pieces is not None:
-                check_pieces(submission.pieces, full=self._ctx.config.full_qasm_check)
+                check_pieces(submission.pieces, full=full)
                 return template_bodies(submission, limits.max_payload_bytes, limits.chunk_bytes)
-            _qasm.check_batch(
-                list(zip(submission.labels, submission.sources, strict=True)),
-                full=self._ctx.config.full_qasm_check,
-            )
-            submission.check_sizes(limits.max_payload_bytes)
+            validate_plain(submission, full=full, max_bytes=limits.max_payload_bytes)
             return None
 
-        if len(submission.labels) <= _THREAD_THRESHOLD:
+        if len(submission.labels) <= THREAD_THRESHOLD:
             return validate()
         return await anyio.to_thread.run_sync(validate, abandon_on_cancel=True)
 
@@ -143,31 +144,38 @@ class Submitter:
         return attrs.evolve(chunk, ticket=ticket)
 
     async def _encode_chunks(
-        self, submission: Submission, key: str, send: MemoryObjectSendStream[PendingChunk]
+        self,
+        submission: Submission,
+        key: str,
+        slices: MemoryObjectReceiveStream[list[str]] | None,
+        send: MemoryObjectSendStream[PendingChunk],
     ) -> None:
-        """Compress the batch slice by slice and hand over each chunk once it is full.
+        """Take the batch's compressed slices and hand over each chunk once it is full.
 
-        Each chunk is journaled before it is handed over; the last one is final.
+        `slices` brings the compressed circuits of a large batch (see
+        `compress_slices`); a small batch is compressed here. Chunk bodies of a
+        large slice are built off the loop. Each chunk is journaled before it is
+        handed over; the last one is final.
         """
         limits = self._ctx.config.limits
-        max_bytes = limits.max_payload_bytes
         sources = submission.sources
         encoded: list[str] = []
         start = index = 0
         async with send:
             while len(encoded) < len(sources):
-                more = sources[len(encoded) : len(encoded) + _ENCODE_SLICE]
-                if len(more) <= _THREAD_THRESHOLD:
-                    encoded += _encode_all(more)
+                if slices is None:
+                    more = encode_all(sources[len(encoded) : len(encoded) + ENCODE_SLICE])
                 else:
-                    encoded += await anyio.to_thread.run_sync(
-                        _encode_all, more, abandon_on_cancel=True
-                    )
-                bodies = submission.chunk_bodies(encoded, max_bytes, start, limits.chunk_bytes)
+                    more = await slices.receive()
+                encoded += more
                 done = len(encoded) == len(sources)
-                if done and (index > 0 or len(bodies) > 1):
-                    bodies = _small_final(submission, encoded, bodies, limits)
-                for body in bodies if done else bodies[:-1]:
+                if len(more) <= THREAD_THRESHOLD:
+                    bodies = _bodies(submission, encoded, start, index, done, limits)
+                else:
+                    bodies = await anyio.to_thread.run_sync(
+                        _bodies, submission, encoded, start, index, done, limits
+                    )
+                for body in bodies:
                     start += len(body["circuits"])
                     last = start == len(sources)
                     chunk = self._journaled_chunk(key, index, body, last)
@@ -390,8 +398,21 @@ def _small_final(
     ]
 
 
-def _encode_all(sources: Sequence[str]) -> list[str]:
-    return [encode_circuit(source) for source in sources]
+def _bodies(
+    submission: Submission,
+    encoded: Sequence[str],
+    start: int,
+    index: int,
+    done: bool,
+    limits: Limits,
+) -> list[dict[str, Any]]:
+    """The full chunks of `encoded[start:]` (all of them once `done`); `index` is the next's."""
+    bodies = submission.chunk_bodies(encoded, limits.max_payload_bytes, start, limits.chunk_bytes)
+    if not done:
+        return bodies[:-1]
+    if index > 0 or len(bodies) > 1:
+        return _small_final(submission, encoded, bodies, limits)
+    return bodies
 
 
 def _stream_of(items: Iterable[T]) -> MemoryObjectReceiveStream[T]:

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "_parametric": CIRCUITS,
     "_template_chunks": CIRCUITS,
     "_batch": CIRCUITS,
+    "_encode": CIRCUITS,
     "_ham_padding": CIRCUITS,
     # HTTP: one request in, one response out; retries above it
     "_transport": HTTP,

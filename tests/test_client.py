@@ -217,12 +217,12 @@ async def test_a_batch_in_one_chunk_is_one_request(client: AsyncJobClient) -> No
 async def test_chunks_go_out_while_the_rest_of_the_batch_is_compressed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import asyncjob._submit as submit_module
+    import asyncjob._encode as encode_module
 
     circuits = {f"c{i:04d}": BELL + f"// {i} " + "y" * 100 + "\n" for i in range(600)}
     first_chunk_sent = threading.Event()
     slices: list[int] = []
-    encode_all = submit_module._encode_all
+    encode_all = encode_module.encode_all
 
     def encode_slice(sources: Any) -> list[str]:
         slices.append(len(sources))
@@ -236,7 +236,7 @@ async def test_chunks_go_out_while_the_rest_of_the_batch_is_compressed(
         first_chunk_sent.set()
         return CallbackResult(payload={})
 
-    monkeypatch.setattr(submit_module, "_encode_all", encode_slice)
+    monkeypatch.setattr(encode_module, "encode_all", encode_slice)
     async with AsyncJobClient(BASE, TOKEN, limits=Limits(max_payload_bytes=5_000)) as client:
         with aioresponses() as m:
             m.post(INIT, payload={"job_id": "j1"})
@@ -252,23 +252,30 @@ async def test_chunks_go_out_while_the_rest_of_the_batch_is_compressed(
 async def test_a_failure_while_compressing_cancels_the_job_and_is_raised(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import asyncjob._submit as submit_module
+    import asyncjob._encode as encode_module
 
     circuits = {f"c{i:04d}": BELL + f"// {i} " + "y" * 100 + "\n" for i in range(600)}
-    encode_all = submit_module._encode_all
+    encode_all = encode_module.encode_all
     slices: list[int] = []
+    first_chunk_sent = threading.Event()
 
     def encode_slice(sources: Any) -> list[str]:
         slices.append(len(sources))
         if len(slices) == 2:
+            # Fail once the job exists (compression runs ahead of validation).
+            first_chunk_sent.wait(10)
             raise MemoryError("no room for the second slice")
         return encode_all(sources)
 
-    monkeypatch.setattr(submit_module, "_encode_all", encode_slice)
+    def on_chunk(url: URL, **kwargs: Any) -> CallbackResult:
+        first_chunk_sent.set()
+        return CallbackResult(payload={})
+
+    monkeypatch.setattr(encode_module, "encode_all", encode_slice)
     async with AsyncJobClient(BASE, TOKEN, limits=Limits(max_payload_bytes=5_000)) as client:
         with aioresponses() as m:
             m.post(INIT, payload={"job_id": "j1"})
-            m.post(add_url(), payload={}, repeat=True)
+            m.post(add_url(), callback=on_chunk, repeat=True)
             m.post(cancel_url(), payload={"status": "cancelled"})
             with pytest.raises(MemoryError, match="second slice"):
                 await client.submit_circuits(circuits)

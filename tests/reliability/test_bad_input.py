@@ -119,6 +119,44 @@ async def test_invalid_circuit_deep_in_a_large_batch(
     assert (error.line, error.column) == (4, 3)
 
 
+async def test_invalid_last_circuit_sends_nothing_though_all_was_compressed(
+    client: AsyncJobClient, scheduler: LocalScheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compression runs ahead of validation; a bad last circuit still stops everything.
+
+    The check of the last circuit waits until every slice has been compressed,
+    so the compressed chunks are ready when validation fails.
+    """
+    import threading
+
+    import asyncjob._encode as encode_module
+
+    n = 3 * encode_module.ENCODE_SLICE + 5
+    circuits = {f"c{i:04d}": (BELL if i % 2 else GHZ3) + f"// {i}\n" for i in range(n - 1)}
+    circuits[f"c{n - 1:04d}"] = H2 + "qreg q[2];\nh q[2];\n"
+    compressed: list[int] = []
+    all_compressed = threading.Event()
+    encode_all, check_batch = encode_module.encode_all, encode_module._qasm.check_batch
+
+    def encode_slice(sources: Any) -> list[str]:
+        encoded = encode_all(sources)
+        compressed.append(len(encoded))
+        if sum(compressed) == n:
+            all_compressed.set()
+        return encoded
+
+    def check(items: Any, *, full: bool = False) -> None:
+        if any(label == f"c{n - 1:04d}" for label, _ in items):
+            assert all_compressed.wait(20), "compression did not run ahead of validation"
+        check_batch(items, full=full)
+
+    monkeypatch.setattr(encode_module, "encode_all", encode_slice)
+    monkeypatch.setattr(encode_module._qasm, "check_batch", check)
+    error = await refused(scheduler, lambda: client.submit_circuits(circuits), ValueError)
+    assert isinstance(error, QasmValidationError) and error.label == f"c{n - 1:04d}"
+    assert sum(compressed) == n
+
+
 @pytest.mark.parametrize(
     ("circuits", "error", "fragment"),
     [
