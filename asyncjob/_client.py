@@ -142,7 +142,8 @@ class AsyncJobClient:
         Every circuit is checked before anything is sent. If anything fails or is
         cancelled after the job was created, the job is cancelled before raising.
         """
-        submission = build_submission(circuits, self._ctx.config, kwargs)
+        async with self._submitter.preparing():
+            submission = build_submission(circuits, self._ctx.config, kwargs)
         return await run_until_event(
             cancellation_event, lambda: self._submitter.submit(submission), "submission"
         )

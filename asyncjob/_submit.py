@@ -46,6 +46,8 @@ _FINAL_CIRCUITS = 8
 """Most circuits in the final chunk of a multi-chunk submission (see `_small_final`)."""
 _CLEANUP_TIMEOUT = 5.0
 """Seconds a caller waits for the cleanup of a submission that failed (not cancelled)."""
+_PREPARING = 4
+"""Submissions whose batch is checked (and a small one compressed) at the same time."""
 
 
 class Submitter:
@@ -53,6 +55,18 @@ class Submitter:
 
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
+        self._preparing: tuple[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = None
+
+    def preparing(self) -> anyio.CapacityLimiter:
+        """Admits a few submissions at a time to the CPU work before their first request.
+
+        Thousands of submissions started together would otherwise each check
+        their batch in the same turn of the event loop, stalling it for a second.
+        """
+        loop = asyncio.get_running_loop()
+        if self._preparing is None or self._preparing[0] is not loop:
+            self._preparing = (loop, anyio.CapacityLimiter(_PREPARING))
+        return self._preparing[1]
 
     async def submit(self, submission: Submission) -> ExecutionResult:
         """Validate everything, then create the job and upload the compressed chunks.
@@ -70,7 +84,8 @@ class Submitter:
                 if submission.pieces is None and len(submission.sources) > THREAD_THRESHOLD:
                     slices_send, slices = anyio.create_memory_object_stream[list[str]](math.inf)
                     tg.start_soon(compress_slices, submission.sources, slices_send)
-                bodies = await self._validate(submission)
+                async with self.preparing():
+                    bodies = await self._validate(submission)
                 options = {"init": submission.init_body, "ordered": submission.ordered_upload}
                 await self._ctx.durable(
                     self._ctx.log(
