@@ -202,19 +202,23 @@ def _in_order(
     return [by_label[label] for label in expected]
 
 
-_DECODE_IN_THREAD = 64 * 1024
-"""Pages with more text than this are decoded off the event loop."""
+_DECODE_IN_THREAD = 8 * 1024
+"""Pages with more text than this are parsed and decoded off the event loop."""
 
 
 async def _decoded_page(
     response: Response, job_id: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A results page and its entries, histograms decoded."""
-    data = response.json()
-    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        raise ProtocolError(f"{response.method} {response.path}: results page has no list")
+    """A results page and its entries, histograms decoded.
 
-    def decode() -> list[dict[str, Any]]:
+    A large page is parsed and decoded in a worker thread: many page workers
+    decoding on the loop in the same turn would stall it for their sum.
+    """
+
+    def decode() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        data = response.json()
+        if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+            raise ProtocolError(f"{response.method} {response.path}: results page has no list")
         entries = []
         for entry in data["results"]:
             if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
@@ -222,8 +226,8 @@ async def _decoded_page(
             entries.append(
                 {"label": entry["label"], "results": decode_result(entry.get("results"))}
             )
-        return entries
+        return data, entries
 
     if len(response.text) > _DECODE_IN_THREAD:
-        return data, await anyio.to_thread.run_sync(decode, abandon_on_cancel=True)
-    return data, decode()
+        return await anyio.to_thread.run_sync(decode, abandon_on_cancel=True)
+    return decode()
