@@ -269,12 +269,9 @@ mutations = st.lists(
 )
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(GOOD), mutations, st.integers(0, 255))
-def test_mutated_good_payloads_only_raise_protocol_error(
-    vector: dict[str, Any], edits: list[tuple[str, int]], byte: int
-) -> None:
-    blob = bytearray(base64.b64decode(vector["payload"]))
+def mutated(payload: bytes, edits: list[tuple[str, int]], byte: int) -> bytes:
+    """`payload` with `edits` applied: bits flipped, bytes set, inserted, deleted, or a cut."""
+    blob = bytearray(payload)
     for kind, where in edits:
         at = where % (len(blob) + 1)
         if kind == "insert":
@@ -289,7 +286,16 @@ def test_mutated_good_payloads_only_raise_protocol_error(
             del blob[at]
         else:
             del blob[at:]
-    check_decodes_or_protocol_error(vector["encoding"], vector["n_bits"], b64(bytes(blob)))
+    return bytes(blob)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(GOOD), mutations, st.integers(0, 255))
+def test_mutated_good_payloads_only_raise_protocol_error(
+    vector: dict[str, Any], edits: list[tuple[str, int]], byte: int
+) -> None:
+    blob = mutated(base64.b64decode(vector["payload"]), edits, byte)
+    check_decodes_or_protocol_error(vector["encoding"], vector["n_bits"], b64(blob))
 
 
 # --- decode_result --------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from asyncjob import _histogram, _histogram_np
 from asyncjob._errors import ProtocolError
 from asyncjob._histogram import _decode, decode_histogram, encode_histogram
 
+from .test_histogram import mutated, mutations
+
 VECTORS: dict[str, list[dict[str, Any]]] = json.loads(
     (Path(__file__).parent / "data" / "qh.json").read_text()
 )
@@ -93,36 +95,15 @@ def _uleb(value: int) -> bytes:
             return bytes(out)
 
 
-edits = st.lists(
-    st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "cut"]), st.integers(0, 10**6)),
-    min_size=1,
-    max_size=4,
-)
-
-
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(histograms(), edits, st.integers(0, 255))
+@given(histograms(), mutations, st.integers(0, 255))
 def test_corrupted_histograms_are_refused_identically(
     case: tuple[int, dict[str, int]], changes: list[tuple[str, int]], byte: int
 ) -> None:
     n_bits, histogram = case
     encoded = encode_histogram(histogram, n_bits)
-    blob = bytearray(base64.b64decode(str(encoded["payload"])))
-    for kind, where in changes:
-        at = where % (len(blob) + 1)
-        if kind == "insert":
-            blob.insert(at, byte)
-        elif not blob or at == len(blob):
-            continue
-        elif kind == "flip":
-            blob[at] ^= 1 << (where % 8)
-        elif kind == "set":
-            blob[at] = byte
-        elif kind == "delete":
-            del blob[at]
-        else:
-            del blob[at:]
-    both(str(encoded["encoding"]), n_bits, base64.b64encode(bytes(blob)).decode("ascii"))
+    blob = mutated(base64.b64decode(str(encoded["payload"])), changes, byte)
+    both(str(encoded["encoding"]), n_bits, base64.b64encode(blob).decode("ascii"))
 
 
 def test_the_size_switch_sends_large_histograms_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
