@@ -334,10 +334,6 @@ class Journal:
         """The submission was cancelled; its job is being cancelled (see `Cancelling`)."""
         self.write([Cancelling(key)])
 
-    def abandoned(self, key: str) -> None:
-        """The submission failed and its job (if any) was cancelled."""
-        self.write([Abandoned(key)])
-
     def status(self, base_url: str, job_id: str, status: str) -> None:
         """Record a status seen by polling; the history keeps each change once."""
         self.write([Status(base_url, job_id, status)])
