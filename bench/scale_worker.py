@@ -196,12 +196,30 @@ def fetch(params: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- many jobs
 
 
+async def _noop_gather(n_jobs: int) -> dict[str, float]:
+    """The stall of the harness's own shape: a gather of `n_jobs` coroutines doing nothing.
+
+    asyncio runs the first step of every task a gather creates in one loop
+    iteration; this is the part of the submit stall no library can remove.
+    """
+
+    async def nothing() -> None:
+        await asyncio.sleep(0)
+
+    async def gather_all() -> None:
+        await asyncio.gather(*(nothing() for _ in range(n_jobs)))
+
+    _, figures = await measured(gather_all)
+    return figures
+
+
 async def _many_jobs(
     base_url: str, n_jobs: int, seed: int, watch: bool, interval: float, journal: Path
 ) -> dict[str, Any]:
     batches = [make_batch(1 + i % 2, seed=seed + i) for i in range(n_jobs)]
     got: dict[str, float] = {}
     options = {"polling_interval": interval, "watch": watch, "journal": str(journal)}
+    noop = await _noop_gather(n_jobs)
     async with client(base_url, **options) as c:
         handles: list[Any] = [None] * n_jobs
 
@@ -221,20 +239,31 @@ async def _many_jobs(
         _, submitting = await measured(submit_all)
         follow_start = time.monotonic()
         _, following = await measured(follow)
-    return {"submit": submitting, "follow": following, "follow_start": follow_start, "got": got}
+    return {
+        "submit": submitting,
+        "follow": following,
+        "follow_start": follow_start,
+        "got": got,
+        "noop_gather": noop,
+    }
 
 
 def many_jobs(params: dict[str, Any]) -> dict[str, Any]:
-    """Each repeat twice: with the `jobs/watch/` long polls (default) and `watch=False`."""
-    runs: dict[str, list[dict[str, Any]]] = {"watch": [], "no_watch": []}
+    """Each repeat, each shape (`[key, watch, job_duration]`): a fresh scheduler and journal.
+
+    Shapes differ by `jobs/watch/` long polls (default) or `watch=False`, and by
+    how long jobs run: jobs that finish during the submission, or jobs that
+    outlive it (which time `as_completed` alone).
+    """
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in params["shapes"]}
     workdir = Path(tempfile.mkdtemp(prefix="asyncjob-scale-"))
     for run in range(params["repeats"]):
-        for key, watch in (("watch", True), ("no_watch", False)):
+        for key, watch, job_duration in params["shapes"]:
             gc.collect()
             with Server(
                 params["python"],
                 latency=LATENCY,
-                job_duration=params["job_duration"],
+                job_duration=job_duration,
                 max_concurrent_jobs=100_000,
                 finish_times=True,
                 seed=run,
@@ -263,6 +292,7 @@ def many_jobs(params: dict[str, Any]) -> dict[str, Any]:
             )
             entry = {
                 **timing,
+                "job_duration": job_duration,
                 "server": report,
                 "delays": summary_of(delays),
                 "follow_delays": summary_of(follow_delays),
