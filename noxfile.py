@@ -115,10 +115,11 @@ def soak(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench_scale(session: nox.Session) -> None:
-    """asyncjob at scale (issue 16): bench/scale.md and bench/scale.json.
+    """asyncjob at scale (issue 16): bench/scale.md, bench/scale.json, a section of results.md.
 
     Submit curve from 100 to 50,000 circuits against the floor, event-loop stalls,
-    5,000 jobs followed with `as_completed`, journal size, histogram decoding next
+    5,000 jobs followed with `as_completed` (jobs finishing during the submission, and
+    jobs outliving it), journal size, histogram decoding next
     to divi's numba decoder (hence qoro-divi in this venv). Compared with
     bench/scale_before.json. Arguments go to bench/scale.py, e.g.
     `nox -s bench_scale -- --quick` (about 2 minutes).

@@ -6,9 +6,10 @@
 time divi's numba decoder in the same process. Every workload runs in a
 `scale_worker.py` subprocess against fresh scheduler subprocesses
 (`server.py`: 50 ms added latency, sampler executor, 2 decode workers).
-Writes `scale.json` and `scale.md`; with `--baseline FILE` (the scale.json of
-an earlier run) the report adds a before/after table. `--from-json FILE`
-only re-renders the report.
+Writes `scale.json`, `scale.md` and (not with `--quick`) the section "scale" of
+`results.md` (every headline figure against issue 16's goal); with `--baseline FILE` (the
+scale.json of an earlier run) both add the figures before. `--from-json FILE`
+only re-renders the reports.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import BENCH_DIR, DECODE_WORKERS, LATENCY
+from common import BENCH_DIR, DECODE_WORKERS, LATENCY, replace_section
 from run import machine
 
 WORKER = BENCH_DIR / "scale_worker.py"
@@ -336,6 +337,56 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def goal_of(name: str) -> tuple[str, Callable[[float], bool]] | None:
+    """Issue 16's goal on a headline figure, as text and a test; None if it has none."""
+    if name.startswith("submit 100:"):
+        return None  # the goals start at 1,000 circuits
+    if name.endswith("time / floor"):
+        return "<= 2.0x", lambda v: v <= 2.0
+    if "max loop stall" in name:
+        return "<= 20 ms", lambda v: v <= 20
+    if "journal on disk" in name:
+        return "<= 2 MB", lambda v: v <= 2
+    if "outlive" in name and name.endswith("p95 delay (s)"):
+        return "<= 1 s", lambda v: v <= 1
+    if name.startswith(tuple(f"{n:,} jobs (watch" for n in (5000,))):
+        if name.endswith("CPU per job, submit (ms)"):
+            return "<= 1 ms", lambda v: v <= 1
+        if name.endswith("CPU per job, follow (ms)") and "watch=False" not in name:
+            return "<= 0.3 ms", lambda v: v <= 0.3
+    if name.endswith("asyncjob / divi"):
+        return ">= 1.2x", lambda v: v >= 1.2
+    return None
+
+
+def results_section(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    """The section "scale" of results.md: every headline figure, before, after, goal."""
+    before = headline(baseline) if baseline is not None else {}
+    lines = [
+        "## At scale (issue 16): `nox -s bench_scale`",
+        "",
+        f"One full run of `bench/scale.py` on {data['date']}, `asyncjob/` as of "
+        f"{data.get('package_commit', '?')}"
+        + (
+            f"; before: {baseline['date']}, `asyncjob/` as of "
+            f"{baseline.get('package_commit', '?')}, same machine"
+            if baseline is not None
+            else ""
+        )
+        + ". Workloads, method and every run's figures: `scale.md`. Goals are issue 16's; "
+        "a dash means the figure was not measured in that run.",
+        "",
+        "| figure | before | after | goal | met |",
+        "| --- | ---: | ---: | ---: | :---: |",
+    ]
+    for name, value in headline(data).items():
+        goal = goal_of(name)
+        old = f"{before[name]:.4g}" if name in before else "-"
+        met = "" if goal is None else ("yes" if goal[1](value) else "no")
+        lines.append(f"| {name} | {old} | {value:.4g} | {goal[0] if goal else ''} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -373,9 +424,9 @@ def main() -> None:
     args = parser.parse_args()
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
     if args.from_json:
-        (args.out / "scale.md").write_text(
-            report(json.loads(args.from_json.read_text()), baseline)
-        )
+        data = json.loads(args.from_json.read_text())
+        (args.out / "scale.md").write_text(report(data, baseline))
+        replace_section(args.out / "results.md", "scale", results_section(data, baseline))
         return
     started = time.monotonic()
     p = plan(args.quick)
@@ -420,7 +471,11 @@ def main() -> None:
         print(f"partial run: raw data in {args.out / 'scale.json'}")
         return
     (args.out / "scale.md").write_text(report(data, baseline))
-    print(f"wrote {args.out / 'scale.md'} and {args.out / 'scale.json'}")
+    if args.quick:  # a smoke run does not replace a full run's figures in results.md
+        print(f"wrote {args.out / 'scale.md'} and {args.out / 'scale.json'}")
+        return
+    replace_section(args.out / "results.md", "scale", results_section(data, baseline))
+    print(f"wrote {args.out / 'scale.md'}, {args.out / 'scale.json'} and a section of results.md")
 
 
 if __name__ == "__main__":
