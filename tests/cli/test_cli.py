@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
@@ -19,6 +17,7 @@ from asyncjob import ExecutionResult, JobBackend
 from asyncjob.local import LocalScheduler, ThreadedScheduler
 
 from ..conftest import BELL, GHZ3
+from ._terminal import run_in_a_terminal
 
 TOKEN = "cli-tests-secret-token-Zq81"
 
@@ -247,40 +246,21 @@ def test_live_progress_on_a_terminal_renders_and_clears(
 ) -> None:
     env = env_for(slow_server, tmp_path)
     job_id = cli("submit", str(qasm_files[0]), env=env).stdout.strip()
-    main, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "asyncjob", "wait", job_id, "--polling-interval", "0.05"],
-        env=env,
-        stdin=child,
-        stdout=child,
-        stderr=child,
-    )
-    os.close(child)
-    output = b""
     cancelled = False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([main], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-        elif proc.poll() is not None:
-            break
+
+    def end_the_job(output: bytes) -> None:
+        nonlocal cancelled
         if not cancelled and b"polls" in output:
             # The spinner line is up: end the job so that `wait` finishes.
             with JobBackend(slow_server.base_url, TOKEN, journal=False) as backend:
                 backend.cancel_job(ExecutionResult(job_id=job_id))
             cancelled = True
-    proc.wait(timeout=10)
-    os.close(main)
-    text = output.decode()
+
+    code, text = run_in_a_terminal(
+        ["wait", job_id, "--polling-interval", "0.05"], env, end_the_job, timeout=60
+    )
     assert cancelled
-    assert proc.returncode == 3  # the job ended, but not COMPLETED
+    assert code == 3  # the job ended, but not COMPLETED
     assert "⠋" in text  # the spinner was drawn
     assert "\r\x1b[K" in text  # and the line cleared
     last_lines = text.replace("\r\n", "\n").rsplit("\x1b[K", 1)[1]

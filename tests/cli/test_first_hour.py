@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +20,7 @@ import pytest
 from asyncjob.local import FaultConfig, LocalScheduler, ThreadedScheduler
 
 from ..conftest import BELL
+from ._terminal import run_in_a_terminal
 from .test_cli import TOKEN, cli, env_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -235,40 +233,16 @@ def test_a_base_url_without_api_hints_at_it(
 # -- 8. configuration -----------------------------------------------------------------
 
 
-def run_in_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run the command with a terminal as stdin/stdout/stderr; its exit status and output."""
-    main, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "asyncjob", *args], env=env, stdin=child, stdout=child, stderr=child
-    )
-    os.close(child)
-    output = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([main], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-            if b"token:" in output:  # a prompt: answer it so the process ends
-                os.write(main, b"\n")
-        elif proc.poll() is not None:
-            break
-    proc.kill()
-    proc.wait(timeout=10)
-    os.close(main)
-    return proc.returncode, output.decode()
+def _answer_prompts(output: bytes) -> bytes | None:
+    """Answer a token prompt, should one appear, so that the process ends."""
+    return b"\n" if b"token:" in output else None
 
 
 def test_nothing_configured_says_how_to_set_the_url_without_prompting(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCJOB_")}
     config = tmp_path / "config.toml"
     env["ASYNCJOB_CONFIG"] = str(config)
-    code, output = run_in_a_terminal(["status", "abc"], env)
+    code, output = run_in_a_terminal(["status", "abc"], env, _answer_prompts)
     assert "token" not in output.lower()  # no prompt, no talk of a token yet
     assert output.strip() == (
         "asyncjob: error: no scheduler URL configured: pass --base-url URL, set "
