@@ -374,7 +374,8 @@ def results_section(data: dict[str, Any], baseline: dict[str, Any] | None) -> st
             else ""
         )
         + ". Workloads, method and every run's figures: `scale.md`. Goals are issue 16's; "
-        "a dash means the figure was not measured in that run.",
+        "a dash means the figure was not measured in that run."
+        + "".join(f" Before: {note}." for note in (baseline or {}).get("notes", [])),
         "",
         "| figure | before | after | goal | met |",
         "| --- | ---: | ---: | ---: | :---: |",
