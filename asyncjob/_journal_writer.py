@@ -11,8 +11,10 @@ history and results are dropped first), and nobody waits for it.
 
 The records crash recovery depends on (a submission before its `job/init/`,
 a chunk before its upload) are awaited with `durable()`: it returns once the
-record is committed, at once when the journal is degraded, and after
-`BARRIER_WAIT` at most (a slower write degrades the journal); it is cancellable.
+record is committed, at once when the journal is degraded, and when the writer
+has made no progress for `BARRIER_WAIT` while it waited (a stuck write, which
+degrades the journal); it is cancellable. A writer that is merely behind (thousands
+of records queued, a busy event loop) keeps being waited for: it is healthy.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -41,7 +44,7 @@ logger = logging.getLogger("asyncjob")
 BUSY_TIMEOUT = 0.05
 """Seconds a write waits for another process's transaction before the journal is degraded."""
 BARRIER_WAIT = 0.25
-"""Longest wait in `durable()`: a write slower than this degrades the journal."""
+"""Longest time without progress of the writer that `durable()` accepts: then it degrades."""
 MAX_QUEUED = 200_000
 """Records kept while the journal is degraded before status history and results are dropped."""
 MAX_BATCH = 5_000
@@ -65,6 +68,8 @@ class JournalWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._open_lock = threading.Lock()
+        self._clock: Callable[[], float] = time.monotonic
+        """The writer's progress clock (a seam for tests)."""
         self._journal: Journal | None = None
         self._broken = False
         self._warned = False
@@ -87,6 +92,8 @@ class JournalWriter:
         self._closing = False
         self._writing = False
         self._degraded: str | None = None
+        self._progress = 0.0
+        """When the writer last did something: started a write, applied a record, committed."""
         self._shed_logged = False
         self.transactions = 0
         """Transactions committed so far (by this process)."""
@@ -156,7 +163,9 @@ class JournalWriter:
     async def durable(self, ticket: int) -> None:
         """Wait until record `ticket` is committed; not at all while the journal is degraded.
 
-        Waits `BARRIER_WAIT` at most (then degrades the journal); cancellable.
+        Gives up (and degrades the journal) only when the writer made no progress
+        for `BARRIER_WAIT` of this wait: a stuck write, not a long queue or a late
+        wake-up of a busy loop. Cancellable.
         """
         if ticket <= self._done or self._degraded is not None or self._broken:
             return
@@ -166,10 +175,16 @@ class JournalWriter:
                 return
             self._waiters.append((ticket, asyncio.get_running_loop(), event))
             self._cond.notify()  # a shorter linger: someone waits
-        with anyio.move_on_after(BARRIER_WAIT) as wait:
-            await event.wait()
-        if wait.cancelled_caught:
-            self._degrade(f"a write took more than {BARRIER_WAIT} s")
+        since = self._clock()
+        while True:
+            with anyio.move_on_after(BARRIER_WAIT):
+                await event.wait()
+                return
+            if ticket <= self._done or self._degraded is not None or self._broken:
+                return  # written (or given up) while the loop was busy elsewhere
+            if self._clock() - max(since, self._progress) > BARRIER_WAIT:
+                self._degrade(f"a write made no progress for {BARRIER_WAIT} s")
+                return
 
     async def flush(self) -> None:
         """Wait for everything recorded so far, as `durable()` does."""
@@ -223,12 +238,13 @@ class JournalWriter:
                 self._linger()
                 batch = list(itertools.islice(self._queue, MAX_BATCH))
                 self._writing = True
+                self._progress = self._clock()
             try:
                 journal = self._open()
                 if journal is None:
                     self._writing = False
                     continue  # disabled for good: `_give_up` emptied the queue
-                journal.write(record for _, record in batch)
+                journal.write(self._progressing(batch))
             except (OSError, sqlite3.Error) as exc:
                 self._writing = False
                 self._degrade(str(exc))
@@ -240,6 +256,13 @@ class JournalWriter:
                 continue
             backoff = RETRY_FIRST
             self._committed(batch[-1][0], len(batch))
+
+    def _progressing(self, batch: list[tuple[int, Record]]) -> Iterator[Record]:
+        """The batch's records, noting the writer's progress as each one is applied."""
+        for _, record in batch:
+            self._progress = self._clock()
+            yield record
+        self._progress = self._clock()
 
     def _linger(self) -> None:
         """Under the lock: wait a little for more records (less when someone waits)."""
@@ -254,6 +277,7 @@ class JournalWriter:
         with self._cond:
             self._writing = False
             self._cond.notify_all()
+            self._progress = self._clock()
             self.transactions += 1
             self.written += count
             while self._queue and self._queue[0][0] <= ticket:

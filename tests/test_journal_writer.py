@@ -162,3 +162,79 @@ def test_a_forked_child_gets_a_writer_of_its_own(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     writer.close(timeout=20)
     assert {e.key for e in Journal(path).entries()} == {"parent", "child"}
+
+
+def for_every_job(m: Any) -> None:
+    """Answer `job/init/` with the init key as job id, and every chunk upload."""
+
+    def init(url: URL, **kwargs: Any) -> CallbackResult:
+        return CallbackResult(payload={"job_id": kwargs["headers"]["Idempotency-Key"]})
+
+    m.post(BASE + "job/init/", callback=init, repeat=True)
+    m.post(__import__("re").compile(r".*/job/[^/]+/add_circuits/$"), payload={}, repeat=True)
+
+
+async def test_a_healthy_journal_behind_many_submissions_is_waited_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that keeps making progress is waited for, however long the wait.
+
+    Thousands of concurrent submissions queue thousands of records, and a busy
+    loop wakes its waiters late: waits far longer than `BARRIER_WAIT` with a
+    healthy writer. Here every wait is (the barrier is cut to 0.1 ms) while the
+    writer's progress clock stands still (it never stalls): nothing may be
+    skipped, every submission is recorded before its requests.
+    """
+    from asyncjob import _journal_writer
+
+    monkeypatch.setattr(_journal_writer, "BARRIER_WAIT", 0.0001)
+    caplog.set_level("INFO", logger="asyncjob")
+    path = tmp_path / "j.sqlite3"
+    jobs = 300
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+        writer = client._ctx.writer
+        assert writer is not None
+        writer._clock = lambda: 0.0
+        with aioresponses() as m:
+            for_every_job(m)
+            async with anyio.create_task_group() as tg:
+                for i in range(jobs):
+                    tg.start_soon(client.submit_circuits, {f"c{i}": BELL, f"d{i}": BELL})
+        assert writer.degraded is None
+    assert degraded_warnings(caplog) == 0
+    entries = Journal(path).entries(limit=jobs + 1)
+    assert len(entries) == jobs
+    assert all(e.state == SUBMITTED for e in entries)
+
+
+async def test_a_stuck_write_degrades_the_journal_and_holds_up_nobody(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that makes no progress for `BARRIER_WAIT` releases its waiters, once warned."""
+    from asyncjob import _journal_writer
+    from asyncjob._journal_records import Begin
+    from asyncjob._journal_writer import JournalWriter
+
+    monkeypatch.setattr(_journal_writer, "BARRIER_WAIT", 0.05)
+    caplog.set_level("WARNING", logger="asyncjob")
+    release = threading.Event()
+    entered = threading.Event()
+    real_write = Journal.write
+
+    def stuck_write(self: Journal, records: Any) -> None:
+        entered.set()
+        release.wait()
+        real_write(self, records)
+
+    monkeypatch.setattr(Journal, "write", stuck_write)
+    writer = JournalWriter(tmp_path / "j.sqlite3")
+    try:
+        with anyio.fail_after(20):
+            await writer.durable(writer.record(Begin("k", BASE, ("a",), {})))
+        assert entered.is_set()
+        assert writer.degraded is not None and "no progress" in writer.degraded
+        assert degraded_warnings(caplog) == 1
+    finally:
+        release.set()
+        await anyio.to_thread.run_sync(writer.close)
+    assert [e.key for e in Journal(tmp_path / "j.sqlite3").entries()] == ["k"]
