@@ -144,8 +144,9 @@ class AsyncJobClient:
         """
         async with self._submitter.preparing():
             submission = build_submission(circuits, self._ctx.config, kwargs)
+            bodies = self._submitter.prepare(submission)
         return await run_until_event(
-            cancellation_event, lambda: self._submitter.submit(submission), "submission"
+            cancellation_event, lambda: self._submitter.submit(submission, bodies), "submission"
         )
 
     # -- journal and resume ------------------------------------------------

@@ -483,6 +483,8 @@ def _apply(db: sqlite3.Connection, record: Record) -> bool:
             db.execute(
                 "UPDATE submissions SET state = ?, updated = ? WHERE key = ?", (state, now, key)
             )
+            if state == SUBMITTED:  # the final chunk's `ChunkSent` is not recorded
+                db.execute("UPDATE chunks SET sent = 1 WHERE key = ? AND sent = 0", (key,))
             db.execute("DELETE FROM bodies WHERE key = ?", (key,))
             db.execute(  # bodies kept by an earlier version
                 "UPDATE chunks SET body = NULL WHERE key = ? AND body IS NOT NULL", (key,)

@@ -68,24 +68,48 @@ class Submitter:
             self._preparing = (loop, anyio.CapacityLimiter(_PREPARING))
         return self._preparing[1]
 
-    async def submit(self, submission: Submission) -> ExecutionResult:
+    def prepare(self, submission: Submission) -> list[dict[str, Any]] | None:
+        """A small batch's chunk bodies: validated and compressed here, on the loop.
+
+        Called inside `preparing()`, so thousands of small submissions started
+        together check and compress their batches a few at a time, not all in
+        one turn of the loop. None for a larger batch: `submit` does it off the loop.
+        """
+        if len(submission.labels) > THREAD_THRESHOLD:
+            return None
+        limits = self._ctx.config.limits
+        full = self._ctx.config.full_qasm_check
+        if submission.pieces is not None:
+            check_pieces(submission.pieces, full=full)
+            return template_bodies(submission, limits.max_payload_bytes, limits.chunk_bytes)
+        validate_plain(submission, full=full, max_bytes=limits.max_payload_bytes)
+        return _bodies(submission, encode_all(submission.sources), 0, 0, True, limits)
+
+    async def submit(
+        self, submission: Submission, bodies: list[dict[str, Any]] | None = None
+    ) -> ExecutionResult:
         """Validate everything, then create the job and upload the compressed chunks.
 
-        A plain batch is compressed while it is validated (`_encode`); nothing is
-        journaled or sent before the last circuit has passed. Chunks go out as
-        soon as each is compressed (and journaled), so the server takes in one
-        chunk while the next is being compressed.
+        `bodies` are the chunk bodies `prepare` built (None: validate and build
+        them here). A plain batch is compressed while it is validated
+        (`_encode`); nothing is journaled or sent before the last circuit has
+        passed. Chunks go out as soon as each is compressed (and journaled), so
+        the server takes in one chunk while the next is being compressed.
         """
+        if bodies is not None and len(bodies) == 1:
+            return await self._submit_one(submission, bodies[0])
         key = _new_key()
         send, receive = anyio.create_memory_object_stream[PendingChunk](math.inf)
         try:
             async with anyio.create_task_group() as tg:
                 slices: MemoryObjectReceiveStream[list[str]] | None = None
-                if submission.pieces is None and len(submission.sources) > THREAD_THRESHOLD:
+                plain = bodies is None and submission.pieces is None
+                if plain and len(submission.sources) > THREAD_THRESHOLD:
                     slices_send, slices = anyio.create_memory_object_stream[list[str]](math.inf)
                     tg.start_soon(compress_slices, submission.sources, slices_send)
-                async with self.preparing():
-                    bodies = await self._validate(submission)
+                if bodies is None:
+                    async with self.preparing():
+                        bodies = await self._validate(submission)
                 options = {"init": submission.init_body, "ordered": submission.ordered_upload}
                 await self._ctx.durable(
                     self._ctx.log(
@@ -116,6 +140,38 @@ class Submitter:
             raise error from None
         logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
         return ExecutionResult(job_id=job_id, backend_jobs=sent)
+
+    async def _submit_one(self, submission: Submission, body: dict[str, Any]) -> ExecutionResult:
+        """A batch that is one chunk: the same steps as `submit`, without its machinery.
+
+        The submission and its only chunk are journaled together, behind one
+        barrier, before `job/init/`; the chunk is final, so it goes out alone.
+        """
+        key, chunk_key = _new_key(), _new_key()
+        chunk = PendingChunk(0, chunk_key, body, final=True)
+        options = {"init": submission.init_body, "ordered": submission.ordered_upload}
+        self._ctx.log(Begin(key, self._ctx.config.base_url, submission.labels, options))
+        try:
+            await self._ctx.durable(self._ctx.log(Chunk(key, 0, chunk_key, chunk.wire_body, True)))
+        except BaseException:  # cancelled before anything was sent: not to be resumed
+            self._ctx.log(Abandoned(key))
+            raise
+        job_id = await self._init(key, submission.init_body)
+        self._ctx.remember_labels(job_id, submission.labels)
+        try:
+            self._ctx.log(Created(key, job_id))
+            await self._ctx.sender.request(
+                "POST",
+                job_path(job_id, "add_circuits/"),
+                body=chunk.wire_body,
+                idempotency_key=chunk_key,
+            )
+        except BaseException as exc:
+            await self.clean_up(exc, key, lambda: self.abandon(job_id, key), f"job {job_id}")
+            raise
+        self._ctx.log(Submitted(key))
+        logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
+        return ExecutionResult(job_id=job_id, backend_jobs=1)
 
     async def _validate(self, submission: Submission) -> list[dict[str, Any]] | None:
         """Check every circuit, and that each fits in a request, before anything is sent.
@@ -283,7 +339,8 @@ class Submitter:
             await self._ctx.sender.request(
                 "POST", path, body=chunk.wire_body, idempotency_key=chunk.chunk_key
             )
-            self._ctx.log(ChunkSent(key, chunk.index))
+            if not chunk.final:  # `Submitted`, recorded next, says the final one landed
+                self._ctx.log(ChunkSent(key, chunk.index))
 
         async def send_early(chunk: PendingChunk, borrower: object) -> None:
             try:
