@@ -483,11 +483,14 @@ def _apply(db: sqlite3.Connection, record: Record) -> bool:
             db.execute(
                 "UPDATE submissions SET state = ?, updated = ? WHERE key = ?", (state, now, key)
             )
-            if state == SUBMITTED:  # the final chunk's `ChunkSent` is not recorded
-                db.execute("UPDATE chunks SET sent = 1 WHERE key = ? AND sent = 0", (key,))
             db.execute("DELETE FROM bodies WHERE key = ?", (key,))
-            db.execute(  # bodies kept by an earlier version
-                "UPDATE chunks SET body = NULL WHERE key = ? AND body IS NOT NULL", (key,)
+            # Bodies kept by an earlier version go; a submission that landed had every
+            # chunk acknowledged (the final chunk's `ChunkSent` is not recorded).
+            sent = "1" if state == SUBMITTED else "sent"
+            db.execute(
+                f"UPDATE chunks SET body = NULL, sent = {sent} WHERE key = ?"
+                f" AND (body IS NOT NULL OR sent <> {sent})",
+                (key,),
             )
             return True
         case Status(base_url, job_id, status):

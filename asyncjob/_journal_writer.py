@@ -91,6 +91,8 @@ class JournalWriter:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._writing = False
+        self._idle = False
+        """The writer waits for a first record (`record()` must wake it)."""
         self._degraded: str | None = None
         self._progress = 0.0
         """When the writer last did something: started a write, applied a record, committed."""
@@ -156,7 +158,9 @@ class JournalWriter:
                     target=self._run, name="asyncjob-journal", daemon=True
                 )
                 self._thread.start()
-            else:
+            elif self._idle or len(self._queue) == MAX_BATCH:
+                # Not for every record: a writer lingering for more would wake up
+                # thousands of times a second under load, only to linger again.
                 self._cond.notify()
         return ticket
 
@@ -232,7 +236,10 @@ class JournalWriter:
         while True:
             with self._cond:
                 while not self._queue:
-                    if self._closing or (not self._cond.wait(IDLE) and not self._queue):
+                    self._idle = True
+                    woken = self._closing or self._cond.wait(IDLE)
+                    self._idle = False
+                    if self._closing or (not woken and not self._queue):
                         self._thread = None
                         return
                 self._linger()
