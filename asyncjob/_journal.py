@@ -436,29 +436,25 @@ def _apply(db: sqlite3.Connection, record: Record) -> bool:
     """Write one record; True when it finished a submission (its chunk bodies went)."""
     now = time.time()
     match record:
-        case Begin(key, base_url, labels, options):
+        case Begin(key, base_url, labels, options, only):
             db.execute(
                 "INSERT INTO submissions (key, base_url, labels, options, n_chunks, state,"
-                " created, updated) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+                " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     base_url,
                     json.dumps(list(labels)),
                     json.dumps(options),
+                    0 if only is None else 1,
                     INITIALISING,
                     now,
                     now,
                 ),
             )
-        case Chunk(key, index, chunk_key, body, last):
-            db.execute(
-                "INSERT INTO chunks (key, idx, chunk_key) VALUES (?, ?, ?)",
-                (key, index, chunk_key),
-            )
-            db.execute(  # a table of their own: marking a chunk sent does not copy its body
-                "INSERT INTO bodies (key, idx, body) VALUES (?, ?, ?)",
-                (key, index, json.dumps(body)),
-            )
+            if only is not None:
+                _insert_chunk(db, only)
+        case Chunk(key, index, _, _, last):
+            _insert_chunk(db, record)
             if last:  # complete only if no earlier chunk failed to be recorded
                 db.execute(
                     "UPDATE submissions SET n_chunks = ? WHERE key = ?"
@@ -513,6 +509,17 @@ def _apply(db: sqlite3.Connection, record: Record) -> bool:
                     (text, now, base_url, job_id),
                 )
     return False
+
+
+def _insert_chunk(db: sqlite3.Connection, chunk: Chunk) -> None:
+    db.execute(
+        "INSERT INTO chunks (key, idx, chunk_key) VALUES (?, ?, ?)",
+        (chunk.key, chunk.index, chunk.chunk_key),
+    )
+    db.execute(  # a table of their own: marking a chunk sent does not copy its body
+        "INSERT INTO bodies (key, idx, body) VALUES (?, ?, ?)",
+        (chunk.key, chunk.index, json.dumps(chunk.body)),
+    )
 
 
 def _results_text(results: list[dict[str, Any]]) -> str | None:

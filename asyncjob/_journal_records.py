@@ -25,16 +25,6 @@ __all__ = [
 
 
 @attrs.frozen
-class Begin:
-    """A submission, before its `job/init/` is sent: labels in order and options."""
-
-    key: str
-    base_url: str
-    labels: tuple[str, ...]
-    options: dict[str, Any]
-
-
-@attrs.frozen
 class Chunk:
     """Chunk `index` with its idempotency key and body, before it is sent."""
 
@@ -44,6 +34,18 @@ class Chunk:
     body: dict[str, Any]
     last: bool
     """The last chunk of the submission: recording it makes the submission complete."""
+
+
+@attrs.frozen
+class Begin:
+    """A submission, before its `job/init/` is sent: labels in order and options."""
+
+    key: str
+    base_url: str
+    labels: tuple[str, ...]
+    options: dict[str, Any]
+    only: Chunk | None = None
+    """The submission's only chunk, recorded with it (the submission is then complete)."""
 
 
 @attrs.frozen

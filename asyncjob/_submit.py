@@ -55,9 +55,9 @@ class Submitter:
 
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
-        self._preparing: tuple[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = None
+        self._preparing: tuple[asyncio.AbstractEventLoop, _Turns] | None = None
 
-    def preparing(self) -> anyio.CapacityLimiter:
+    def preparing(self) -> _Turns:
         """Admits a few submissions at a time to the CPU work before their first request.
 
         Thousands of submissions started together would otherwise each check
@@ -65,7 +65,7 @@ class Submitter:
         """
         loop = asyncio.get_running_loop()
         if self._preparing is None or self._preparing[0] is not loop:
-            self._preparing = (loop, anyio.CapacityLimiter(_PREPARING))
+            self._preparing = (loop, _Turns(_PREPARING))
         return self._preparing[1]
 
     def prepare(self, submission: Submission) -> list[dict[str, Any]] | None:
@@ -144,15 +144,17 @@ class Submitter:
     async def _submit_one(self, submission: Submission, body: dict[str, Any]) -> ExecutionResult:
         """A batch that is one chunk: the same steps as `submit`, without its machinery.
 
-        The submission and its only chunk are journaled together, behind one
-        barrier, before `job/init/`; the chunk is final, so it goes out alone.
+        The submission and its only chunk are journaled as one record, behind
+        one barrier, before `job/init/`; the chunk is final, so it goes out alone.
         """
         key, chunk_key = _new_key(), _new_key()
         chunk = PendingChunk(0, chunk_key, body, final=True)
         options = {"init": submission.init_body, "ordered": submission.ordered_upload}
-        self._ctx.log(Begin(key, self._ctx.config.base_url, submission.labels, options))
+        only = Chunk(key, 0, chunk_key, chunk.wire_body, True)
+        base_url = self._ctx.config.base_url
+        ticket = self._ctx.log(Begin(key, base_url, submission.labels, options, only))
         try:
-            await self._ctx.durable(self._ctx.log(Chunk(key, 0, chunk_key, chunk.wire_body, True)))
+            await self._ctx.durable(ticket)
         except BaseException:  # cancelled before anything was sent: not to be resumed
             self._ctx.log(Abandoned(key))
             raise
@@ -440,6 +442,30 @@ class Submitter:
             raise ResumeError(f"submission {ref!r} never created a job")
         self._ctx.remember_labels(job_id, entry.labels)
         return ExecutionResult(job_id=job_id)
+
+
+class _Turns:
+    """An async context admitting `n` tasks at a time, each in a later turn of the loop.
+
+    Waiting in it costs little (an `asyncio.Semaphore`: thousands of tasks
+    started together queue up in one turn at the cost of as many no-op steps),
+    and the turn taken after admission spreads the admitted work over the
+    loop's turns even when nobody waits.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._semaphore = asyncio.Semaphore(n)
+
+    async def __aenter__(self) -> None:
+        await self._semaphore.acquire()
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            self._semaphore.release()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._semaphore.release()
 
 
 class _ChunksEnded(AsyncJobError):

@@ -116,11 +116,11 @@ async def test_records_are_written_in_groups(tmp_path: Path) -> None:
                     for i in range(jobs):
                         tg.start_soon(client.submit_circuits, {f"c{i}": BELL})
                 assert writer.transactions == 0
-                # Begin, chunk, created, submitted (which says the final chunk landed).
-                assert writer.queued == jobs * 4
+                # Begin with the only chunk, created, submitted (the final chunk landed).
+                assert writer.queued == jobs * 3
     # The lock was released before closing: the backlog went in one transaction (two when
     # an attempt begun on part of it, waiting out its busy timeout, met the release).
-    assert writer.written == jobs * 4
+    assert writer.written == jobs * 3
     assert writer.transactions <= 2
     entries = Journal(path).entries(limit=100)
     assert len(entries) == jobs
@@ -239,3 +239,35 @@ async def test_a_stuck_write_degrades_the_journal_and_holds_up_nobody(
         release.set()
         await anyio.to_thread.run_sync(writer.close)
     assert [e.key for e in Journal(tmp_path / "j.sqlite3").entries()] == ["k"]
+
+
+async def test_a_submission_cancelled_before_its_records_are_written_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled at the journal barrier: no request, and the entry is not left to resume."""
+    from asyncjob import _journal_writer
+    from asyncjob._journal import ABANDONED
+
+    monkeypatch.setattr(_journal_writer, "BARRIER_WAIT", 60.0)  # the write is held, not stuck
+    release = threading.Event()
+    entered = threading.Event()
+    real_write = Journal.write
+
+    def held_write(self: Journal, records: Any) -> None:
+        entered.set()
+        release.wait()
+        real_write(self, records)
+
+    monkeypatch.setattr(Journal, "write", held_write)
+    path = tmp_path / "j.sqlite3"
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+        with aioresponses() as m:
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.submit_circuits, {"a": BELL})
+                    await anyio.to_thread.run_sync(entered.wait)
+                    tg.cancel_scope.cancel()
+            assert not m.requests
+        release.set()
+    (entry,) = Journal(path).entries()
+    assert entry.state == ABANDONED and not entry.interrupted

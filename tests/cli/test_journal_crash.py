@@ -79,3 +79,55 @@ def test_killed_submission_is_resumed_or_cancelled(tmp_path: Path, finish: bool)
         entry = Journal(journal_path).entries()[0]
         assert not entry.interrupted
         assert entry.status == "COMPLETED"
+
+
+ONE_CHUNK_SUBMITTER = textwrap.dedent(
+    """
+    import sys
+    from asyncjob import JobBackend
+    bell = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; measure q -> c;'
+    with JobBackend(sys.argv[1], sys.argv[2], journal=sys.argv[3]) as backend:
+        backend.submit_circuits({"a": bell, "b": bell})
+    """
+)
+
+
+def test_killed_one_chunk_submission_is_resumed(tmp_path: Path) -> None:
+    """A small batch (one chunk, journaled with its submission) is finished by `resume` too."""
+    journal_path = tmp_path / "journal.sqlite3"
+    faults = FaultConfig(latency=5, only=("add_circuits",))
+    with LocalScheduler(
+        TOKEN, faults=faults, job_duration=0.1, executor="sampler"
+    ).run_in_thread() as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ONE_CHUNK_SUBMITTER, server.base_url, TOKEN, str(journal_path)],
+        )
+
+        def uploading() -> bool:
+            if not server.stats.requests_by_endpoint.get("add_circuits", 0):
+                return False
+            entries = Journal(journal_path).entries()
+            return bool(entries and entries[0].job_id)
+
+        _wait_for(uploading)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+        (job,) = server.jobs()
+        assert not job.finalized
+        (entry,) = Journal(journal_path).entries()
+        assert entry.interrupted and entry.complete
+        assert (entry.job_id, entry.n_chunks, entry.chunks_sent) == (job.id, 1, 0)
+
+        server.faults = FaultConfig()
+        with JobBackend(
+            server.base_url, TOKEN, journal=journal_path, polling_interval=0.02
+        ) as backend:
+            handle = backend.resume(job.id)
+            status = backend.poll_job_status(handle, loop_until_complete=True, verbose=False)
+            assert status is JobStatus.COMPLETED
+            result = backend.get_job_results(handle)
+        assert [r["label"] for r in result.results or []] == ["a", "b"]
+        (entry,) = Journal(journal_path).entries()
+        assert not entry.interrupted
+        assert (entry.n_chunks, entry.chunks_sent) == (1, 1)
