@@ -3,8 +3,8 @@
 Recording is O(1) and never blocks: `record()` appends to an in-memory queue.
 A writer thread (started on the first record, ended after a second idle or by
 `close()`) commits everything queued in ONE transaction (group commit), with a
-short busy timeout; it lingers a few milliseconds first (1 ms when someone
-waits for a record), so that more records share the transaction. A journal
+short busy timeout; it waits for more records until they pause (1 ms when someone
+waits for a record; `LINGER_MAX` at most), so that more records share the transaction. A journal
 that is locked or failing is *degraded*: a warning the first time, its
 records kept queued and retried with backoff (beyond `MAX_QUEUED`, status
 history and results are dropped first), and nobody waits for it.
@@ -50,7 +50,9 @@ MAX_QUEUED = 200_000
 MAX_BATCH = 5_000
 """Records committed in one transaction at most."""
 LINGER, LINGER_WAITED = 0.005, 0.001
-"""Seconds the writer waits for more records before a commit: nobody waits for it, someone does."""
+"""A pause in arrivals that ends the wait for more records: nobody waits, someone does."""
+LINGER_MAX = 0.02
+"""Longest wait for more records before a commit, while they keep coming."""
 IDLE = 1.0
 """Seconds without a record after which the writer thread ends (the next record starts one)."""
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0
@@ -272,13 +274,23 @@ class JournalWriter:
         self._progress = self._clock()
 
     def _linger(self) -> None:
-        """Under the lock: wait a little for more records (less when someone waits)."""
-        start = time.monotonic()
+        """Under the lock: wait for more records until they pause (less when someone waits).
+
+        A lone caller's record is committed 1 ms after it came (`LINGER_WAITED`);
+        records that keep coming, from thousands of concurrent submissions,
+        share a transaction every `LINGER_MAX` at most (fewer, larger commits).
+        """
+        start = quiet = time.monotonic()
+        seen = len(self._queue)
         while not self._closing and len(self._queue) < MAX_BATCH:
-            left = start + (LINGER_WAITED if self._waiters else LINGER) - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if len(self._queue) != seen:
+                seen, quiet = len(self._queue), now
+            pause = LINGER_WAITED if self._waiters else LINGER
+            end = min(start + LINGER_MAX, quiet + pause)
+            if now >= end:
                 return
-            self._cond.wait(left)
+            self._cond.wait(end - now)
 
     def _committed(self, ticket: int, count: int) -> None:
         with self._cond:
