@@ -3,11 +3,12 @@
 Recording is O(1) and never blocks: `record()` appends to an in-memory queue.
 A writer thread (started on the first record, ended after a second idle or by
 `close()`) commits everything queued in ONE transaction (group commit), with a
-short busy timeout; it waits for more records until they pause (1 ms when someone
-waits for a record; `LINGER_MAX` at most), so that more records share the transaction. A journal
-that is locked or failing is *degraded*: a warning the first time, its
-records kept queued and retried with backoff (beyond `MAX_QUEUED`, status
-history and results are dropped first), and nobody waits for it.
+short busy timeout; it waits for more records until they pause (1 ms when
+someone waits for a record; `LINGER_MAX` at most), so that more records share
+the transaction. A journal that is locked or failing is *degraded*: a warning
+the first time, its records kept queued and retried with backoff (beyond
+`MAX_QUEUED`, status history and results are dropped first), and nobody waits
+for it.
 
 The records crash recovery depends on (a submission before its `job/init/`,
 a chunk before its upload) are awaited with `durable()`: it returns once the

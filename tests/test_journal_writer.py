@@ -165,6 +165,20 @@ def test_a_forked_child_gets_a_writer_of_its_own(tmp_path: Path) -> None:
     assert {e.key for e in Journal(path).entries()} == {"parent", "child"}
 
 
+def held_writes(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Every journal write waits for the second event; the first is set once one does."""
+    entered, release = threading.Event(), threading.Event()
+    real_write = Journal.write
+
+    def held_write(self: Journal, records: Any) -> None:
+        entered.set()
+        release.wait()
+        real_write(self, records)
+
+    monkeypatch.setattr(Journal, "write", held_write)
+    return entered, release
+
+
 def for_every_job(m: Any) -> None:
     """Answer `job/init/` with the init key as job id, and every chunk upload."""
 
@@ -218,16 +232,7 @@ async def test_a_stuck_write_degrades_the_journal_and_holds_up_nobody(
 
     monkeypatch.setattr(_journal_writer, "BARRIER_WAIT", 0.05)
     caplog.set_level("WARNING", logger="asyncjob")
-    release = threading.Event()
-    entered = threading.Event()
-    real_write = Journal.write
-
-    def stuck_write(self: Journal, records: Any) -> None:
-        entered.set()
-        release.wait()
-        real_write(self, records)
-
-    monkeypatch.setattr(Journal, "write", stuck_write)
+    entered, release = held_writes(monkeypatch)
     writer = JournalWriter(tmp_path / "j.sqlite3")
     try:
         with anyio.fail_after(20):
@@ -249,16 +254,7 @@ async def test_a_submission_cancelled_before_its_records_are_written_sends_nothi
     from asyncjob._journal import ABANDONED
 
     monkeypatch.setattr(_journal_writer, "BARRIER_WAIT", 60.0)  # the write is held, not stuck
-    release = threading.Event()
-    entered = threading.Event()
-    real_write = Journal.write
-
-    def held_write(self: Journal, records: Any) -> None:
-        entered.set()
-        release.wait()
-        real_write(self, records)
-
-    monkeypatch.setattr(Journal, "write", held_write)
+    entered, release = held_writes(monkeypatch)
     path = tmp_path / "j.sqlite3"
     async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
         with aioresponses() as m:

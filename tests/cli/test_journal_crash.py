@@ -38,6 +38,14 @@ def _wait_for(condition: object, timeout: float = 30) -> None:
         time.sleep(0.01)
 
 
+def _kill_when(script: str, base_url: str, journal_path: Path, condition: object) -> None:
+    """Run `script` in a process of its own and kill it once `condition()` holds."""
+    proc = subprocess.Popen([sys.executable, "-c", script, base_url, TOKEN, str(journal_path)])
+    _wait_for(condition)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
 @pytest.mark.parametrize("finish", [True, False])
 def test_killed_submission_is_resumed_or_cancelled(tmp_path: Path, finish: bool) -> None:
     journal_path = tmp_path / "journal.sqlite3"
@@ -45,12 +53,12 @@ def test_killed_submission_is_resumed_or_cancelled(tmp_path: Path, finish: bool)
     with LocalScheduler(
         TOKEN, faults=faults, job_duration=0.1, executor="sampler"
     ).run_in_thread() as server:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", SUBMITTER, server.base_url, TOKEN, str(journal_path)],
+        _kill_when(
+            SUBMITTER,
+            server.base_url,
+            journal_path,
+            lambda: server.stats.requests_by_endpoint.get("add_circuits", 0) >= 3,
         )
-        _wait_for(lambda: server.stats.requests_by_endpoint.get("add_circuits", 0) >= 3)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
         (job,) = server.jobs()
         assert not job.finalized
@@ -99,9 +107,6 @@ def test_killed_one_chunk_submission_is_resumed(tmp_path: Path) -> None:
     with LocalScheduler(
         TOKEN, faults=faults, job_duration=0.1, executor="sampler"
     ).run_in_thread() as server:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", ONE_CHUNK_SUBMITTER, server.base_url, TOKEN, str(journal_path)],
-        )
 
         def uploading() -> bool:
             if not server.stats.requests_by_endpoint.get("add_circuits", 0):
@@ -109,9 +114,7 @@ def test_killed_one_chunk_submission_is_resumed(tmp_path: Path) -> None:
             entries = Journal(journal_path).entries()
             return bool(entries and entries[0].job_id)
 
-        _wait_for(uploading)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        _kill_when(ONE_CHUNK_SUBMITTER, server.base_url, journal_path, uploading)
 
         (job,) = server.jobs()
         assert not job.finalized
