@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import math
+from collections.abc import AsyncIterator, Iterable
 
 import anyio
 import attrs
@@ -16,6 +17,9 @@ from ._results import ResultsFetcher
 from ._status import WATCH_BATCH, StatusFollower, watchable
 
 __all__ = ["JobOutcome", "as_completed"]
+
+_FETCHERS_PER_CONNECTION = 2
+"""Results fetchers per pooled connection: one decodes while another's request is out."""
 
 
 @attrs.frozen
@@ -38,27 +42,44 @@ async def as_completed(
     *,
     fetch_results: bool = True,
 ) -> AsyncIterator[MemoryObjectReceiveStream[JobOutcome]]:
-    """`AsyncJobClient.as_completed`: watch jobs in groups, poll the rest, report each."""
+    """`AsyncJobClient.as_completed`: watch jobs in groups, poll the rest, report each.
+
+    A watched job that finishes goes to a few fetcher tasks (not a task of its
+    own): a watch answer with hundreds of finished jobs then starts a few
+    results requests in one loop iteration, not hundreds.
+    """
     handles = list(handles)
     send, receive = anyio.create_memory_object_stream[JobOutcome](len(handles) or 1)
     policy = ctx.config.polling
     watch = policy.max_retries is None and policy.deadline is None and follower.can_watch()
 
     async def report(
-        handle: ExecutionResult,
-        wait: Callable[[], Awaitable[JobStatus]],
+        handle: ExecutionResult, status: JobStatus | None, send: MemoryObjectSendStream[JobOutcome]
+    ) -> None:
+        async with send:
+            await send.send(await _outcome(ctx, follower, results, handle, status, fetch_results))
+
+    async def fetcher(
+        finished: MemoryObjectReceiveStream[tuple[ExecutionResult, JobStatus]],
         send: MemoryObjectSendStream[JobOutcome],
     ) -> None:
-        async with send:
-            await send.send(await _outcome(ctx, results, handle, wait, fetch_results))
+        async with send, finished:
+            async for handle, status in finished:
+                outcome = await _outcome(ctx, follower, results, handle, status, fetch_results)
+                send.send_nowait(outcome)  # the buffer holds every job's outcome
 
     async def watcher(
-        jobs: dict[str, list[ExecutionResult]], send: MemoryObjectSendStream[JobOutcome]
+        jobs: dict[str, list[ExecutionResult]],
+        finished: MemoryObjectSendStream[tuple[ExecutionResult, JobStatus]],
+        send: MemoryObjectSendStream[JobOutcome],
     ) -> None:
-        def done(handle: ExecutionResult, wait: Callable[[], Awaitable[JobStatus]]) -> None:
-            tg.start_soon(report, handle, wait, send.clone())
+        def done(handle: ExecutionResult, status: JobStatus | None) -> None:
+            if status is None:  # to be polled: a task of its own
+                tg.start_soon(report, handle, None, send.clone())
+            else:
+                finished.send_nowait((handle, status))
 
-        async with send:
+        async with send, finished:
             await follower.watch_jobs(jobs, done)
 
     async with anyio.create_task_group() as tg, receive:
@@ -69,30 +90,43 @@ async def as_completed(
                 if watch and isinstance(job_id, str) and watchable(job_id):
                     watched.setdefault(job_id, []).append(handle)
                 else:
-                    tg.start_soon(report, handle, follower.follower(handle, None), send.clone())
-            ids = list(watched)
-            for start in range(0, len(ids), WATCH_BATCH):
-                group = {job_id: watched[job_id] for job_id in ids[start : start + WATCH_BATCH]}
-                tg.start_soon(watcher, group, send.clone())
+                    tg.start_soon(report, handle, None, send.clone())
+            if watched:
+                finished_send, finished_receive = anyio.create_memory_object_stream[
+                    tuple[ExecutionResult, JobStatus]
+                ](math.inf)
+                with finished_send, finished_receive:
+                    fetchers = _FETCHERS_PER_CONNECTION * ctx.config.limits.max_connections
+                    for _ in range(min(fetchers, len(handles))):
+                        tg.start_soon(fetcher, finished_receive.clone(), send.clone())
+                    ids = list(watched)
+                    for start in range(0, len(ids), WATCH_BATCH):
+                        group = {
+                            job_id: watched[job_id] for job_id in ids[start : start + WATCH_BATCH]
+                        }
+                        tg.start_soon(watcher, group, finished_send.clone(), send.clone())
         yield receive
         tg.cancel_scope.cancel()
 
 
 async def _outcome(
     ctx: ClientContext,
+    follower: StatusFollower,
     results: ResultsFetcher,
     handle: ExecutionResult,
-    wait: Callable[[], Awaitable[JobStatus]],
+    status: JobStatus | None,
     fetch_results: bool,
 ) -> JobOutcome:
-    """Wait for the job's terminal status, fetch its results; errors go in the outcome."""
-    status = JobStatus.PENDING
+    """The job's terminal status (polled when None) and results; errors go in the outcome."""
+    last = JobStatus.PENDING
     try:
-        status = await wait()
+        if status is None:
+            status = await follower.until_terminal(handle)
+        last = status
         result = None
         if fetch_results and status is JobStatus.COMPLETED:
             result = await results.fetch(handle)
         return JobOutcome(handle, status, result)
     except (AsyncJobError, ValueError) as exc:
-        last = ctx.seen.get(str(getattr(handle, "job_id", "")), status)
+        last = ctx.seen.get(str(getattr(handle, "job_id", "")), last)
         return JobOutcome(handle, last, None, exc)

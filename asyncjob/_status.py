@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -129,13 +129,13 @@ class StatusFollower:
     async def watch_jobs(
         self,
         jobs: dict[str, list[ExecutionResult]],
-        done: Callable[[ExecutionResult, Callable[[], Awaitable[JobStatus]]], None],
+        done: Callable[[ExecutionResult, JobStatus | None], None],
     ) -> None:
         """Follow `jobs` with `jobs/watch/` long polls; hand each over to `done` with its status.
 
         A finished job gets its terminal status; jobs the server does not know,
-        and every job left if watching turns out impossible or fails, are handed
-        over to be polled one by one (which reports their errors).
+        and every job left if watching turns out impossible or fails, get None:
+        they are to be polled one by one (`until_terminal`, which reports their errors).
         """
         policy = self._ctx.config.polling
         rounds = 0
@@ -155,26 +155,18 @@ class StatusFollower:
                     if status is None or status.is_terminal:
                         news = True
                         for handle in jobs.pop(job_id):
-                            done(handle, self.follower(handle, status))
+                            done(handle, status)
                 if not news:  # a server that answers at once must not be polled in a loop
                     await anyio.sleep(max(0.0, sent + hold - anyio.current_time()))
         except AsyncJobError as exc:
             logger.warning("watching %d jobs failed (%s); polling each", len(jobs), exc)
         for handles in jobs.values():
             for handle in handles:
-                done(handle, self.follower(handle, None))
+                done(handle, None)
 
-    def follower(
-        self, handle: ExecutionResult, status: JobStatus | None
-    ) -> Callable[[], Awaitable[JobStatus]]:
-        """`status` as an awaitable, or (None) one that polls the job until it is terminal."""
-
-        async def follow() -> JobStatus:
-            if status is not None:
-                return status
-            return await self.poll(job_id_of(handle), True, None, False, None, hold=False)
-
-        return follow
+    async def until_terminal(self, handle: ExecutionResult) -> JobStatus:
+        """Poll the job until its status is terminal."""
+        return await self.poll(job_id_of(handle), True, None, False, None, hold=False)
 
     def _note_status(self, job_id: str, data: object, where: str) -> JobStatus:
         """The status in a status body (from `where`), journaled when it changed."""
