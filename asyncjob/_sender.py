@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
 from yarl import URL
@@ -74,24 +74,28 @@ class Sender:
     def __init__(self, config: ClientConfig, transport: AsyncTransport) -> None:
         self._config = config
         self._base = URL(config.base_url)
+        self._prefix = str(self._base)
         self._headers = {
             "Authorization": f"Bearer {config.token}",
             "User-Agent": f"asyncjob/{__version__}",
         }
+        # Shared by every request, never changed: a transport copies what it sends.
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self.transport = transport
         self.requests_sent = 0
         self.closed = False
-        self._slots: tuple[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = None
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
-    def _slot(self) -> anyio.CapacityLimiter:
-        """The running loop's limiter of requests in flight (one per pooled connection).
+    def _slot(self) -> asyncio.Semaphore:
+        """The running loop's limit of requests in flight (one per pooled connection).
 
         A request waits here, before its timeout starts, rather than in the pool:
-        thousands of concurrent calls queue up instead of timing out.
+        thousands of concurrent calls queue up (first come, first served)
+        instead of timing out.
         """
         loop = asyncio.get_running_loop()
         if self._slots is None or self._slots[0] is not loop:
-            self._slots = (loop, anyio.CapacityLimiter(self._config.limits.max_connections))
+            self._slots = (loop, asyncio.Semaphore(self._config.limits.max_connections))
         return self._slots[1]
 
     async def aclose(self) -> None:
@@ -101,7 +105,7 @@ class Sender:
 
     def url(self, path: str) -> URL:
         """Absolute URL of `path` (already escaped) under the base URL."""
-        return URL(str(self._base) + path, encoded=True)
+        return URL(self._prefix + path, encoded=True)
 
     def same_origin_path(self, link: str) -> str:
         """The path of a server-given link relative to the base URL, if it points there.
@@ -137,21 +141,19 @@ class Sender:
         """
         if self.closed:
             raise ClientClosedError("this AsyncJobClient is closed; create a new one")
-        policy = self._config.retry
-        headers = dict(self._headers)
+        headers = self._headers if body is None else self._json_headers
         if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
-        data = None
-        if body is not None:
-            data = json.dumps(body, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
-        url = self.url(path)
-        if params:
-            url = url.update_query({k: str(v) for k, v in params.items()})
+            headers = {**headers, "Idempotency-Key": idempotency_key}
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         request = Request(
-            method, str(url), headers, data, timeout=self._config.timeout.request + hold
+            method,
+            self._absolute(path, params),
+            headers,
+            data,
+            timeout=self._config.timeout.request + hold,
         )
-        started = anyio.current_time()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         attempt = 0
         sent = False  # whether any attempt may have reached the server
         while True:
@@ -173,7 +175,8 @@ class Sender:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             wait = None
             if should_retry(method, path, idempotency_key, outcome):
-                wait = policy.delay(attempt, retry_after, anyio.current_time() - started)
+                elapsed = loop.time() - started
+                wait = self._config.retry.delay(attempt, retry_after, elapsed)
             if wait is None:
                 raise failure
             what = (
@@ -184,6 +187,14 @@ class Sender:
             logger.debug("%s %s %s; retrying in %.3g s", method, path, what, wait)
             await anyio.sleep(wait)
 
+    def _absolute(self, path: str, params: Mapping[str, str | int] | None) -> str:
+        """The escaped absolute URL of `path` with `params` as its query (built as a string)."""
+        if not params:
+            return self._prefix + path
+        if "?" in path:  # a query already: yarl merges the two
+            return str(self.url(path).update_query({k: str(v) for k, v in params.items()}))
+        return f"{self._prefix}{path}?{urlencode(params)}"
+
     async def _send(self, request: Request) -> Response:
         """One attempt: through the transport within its timeout; a redirect is refused."""
         if self.closed:
@@ -191,9 +202,8 @@ class Sender:
         self.requests_sent += 1
         try:
             # One deadline for the whole exchange, connecting and body read included.
-            async with self._slot():
-                with anyio.fail_after(request.timeout):
-                    response = await self.transport.handle_request(request)
+            async with self._slot(), asyncio.timeout(request.timeout):
+                response = await self.transport.handle_request(request)
         except TimeoutError as exc:
             if isinstance(exc, AsyncJobError):
                 raise

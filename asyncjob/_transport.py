@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 import attrs
+from aiohttp import hdrs
 from yarl import URL
 
 from ._errors import ClientClosedError, ConnectionFailedError, EventLoopError, ProtocolError
@@ -133,6 +134,10 @@ class AiohttpTransport(AsyncTransport):
         self._max_connections = max_connections
         self._connect_timeout = connect_timeout
         self._max_response_bytes = max_response_bytes
+        # The connection's own limits; the whole exchange's deadline is the client's.
+        self._client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout
+        )
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
@@ -205,20 +210,19 @@ class AiohttpTransport(AsyncTransport):
 
     async def handle_request(self, request: Request) -> Response:
         session = self._open()
-        client_timeout = aiohttp.ClientTimeout(
-            total=None, connect=self._connect_timeout, sock_connect=self._connect_timeout
-        )
-        method, path = request.method, request.path
-        start = time.perf_counter()
+        url = URL(request.url, encoded=True)
+        method, path = request.method, url.path
+        debug = logger.isEnabledFor(logging.DEBUG)
+        start = time.perf_counter() if debug else 0.0
         malformed = False
         try:
             async with session.request(
                 method,
-                URL(request.url, encoded=True),
+                url,
                 data=request.body,
-                headers=dict(request.headers),
+                headers=request.headers,  # aiohttp copies them
                 allow_redirects=False,
-                timeout=client_timeout,
+                timeout=self._client_timeout,
             ) as resp:
                 text = await self._read(resp, method, path)
                 response = Response(
@@ -234,25 +238,29 @@ class AiohttpTransport(AsyncTransport):
             # Its repr shows the request's headers, the token among them: not chained.
             malformed = True
         except aiohttp.ClientError as exc:
-            raise connection_failed(exc, method, URL(request.url, encoded=True)) from exc
+            raise connection_failed(exc, method, url) from exc
         if malformed:
-            raise not_http(method, URL(request.url, encoded=True))
-        logger.debug(
-            "%s %s -> %s in %.1f ms",
-            method,
-            path,
-            response.status_code,
-            (time.perf_counter() - start) * 1000,
-        )
+            raise not_http(method, url)
+        if debug:
+            logger.debug(
+                "%s %s -> %s in %.1f ms",
+                method,
+                path,
+                response.status_code,
+                (time.perf_counter() - start) * 1000,
+            )
         return response
 
     async def _read(self, resp: aiohttp.ClientResponse, method: str, path: str) -> str:
         cap = self._max_response_bytes
-        if resp.content_length is not None and resp.content_length > cap:
+        length = resp.content_length
+        if length is not None and length > cap:
             raise ProtocolError(
-                f"{method} {path}: response of {resp.content_length} bytes is over the "
-                f"{cap}-byte limit"
+                f"{method} {path}: response of {length} bytes is over the {cap}-byte limit"
             )
+        if length is not None and hdrs.CONTENT_ENCODING not in resp.headers:
+            # The body is exactly `length` bytes as sent (none decompressed): one read.
+            return (await resp.read()).decode("utf-8", errors="replace")
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(256 * 1024):

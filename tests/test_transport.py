@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from yarl import URL
 
 import asyncjob
 from asyncjob import (
@@ -114,6 +115,31 @@ async def test_a_mock_transport_serves_a_whole_run() -> None:
     assert first.headers["Authorization"] == f"Bearer {TOKEN}"
     assert first.headers["User-Agent"] == f"asyncjob/{asyncjob.__version__}"
     assert TOKEN not in repr(first)
+
+
+async def test_query_parameters_join_the_url_and_keep_a_query_already_there() -> None:
+    client, transport = client_with(lambda request: json_response({}))
+    async with client:
+        sender = client._ctx.sender
+        await sender.request("GET", "job/j%2F1/resultsV2/", params={"limit": 100, "offset": 0})
+        await sender.request("GET", "job/j1/resultsV2/?cursor=a%20b", params={"limit": 5})
+    first, second = (URL(r.url, encoded=True) for r in transport.requests)
+    assert str(first) == f"{BASE}job/j%2F1/resultsV2/?limit=100&offset=0"
+    assert dict(second.query) == {"cursor": "a b", "limit": "5"}
+
+
+async def test_each_request_carries_only_its_own_headers() -> None:
+    client, transport = client_with(lambda request: json_response({}))
+    async with client:
+        sender = client._ctx.sender
+        await sender.request("POST", "job/init/", body={"a": 1}, idempotency_key="k1")
+        await sender.request("POST", "job/init/", body={"a": 2})
+        await sender.request("GET", "job/j1/status/")
+    keyed, unkeyed, get = (dict(r.headers) for r in transport.requests)
+    assert keyed["Idempotency-Key"] == "k1" and keyed["Content-Type"] == "application/json"
+    assert "Idempotency-Key" not in unkeyed and unkeyed["Content-Type"] == "application/json"
+    assert "Idempotency-Key" not in get and "Content-Type" not in get
+    assert {h["Authorization"] for h in (keyed, unkeyed, get)} == {f"Bearer {TOKEN}"}
 
 
 async def test_an_async_handler_is_awaited() -> None:
