@@ -47,7 +47,9 @@ class ResultsFetcher:
             page, entries = await _decoded_page(first, job_id)
             labels: set[str] = set()
             _new_labels(job_id, labels, entries)
-            expected = await self._submitted_labels(job_id)
+            expected = self._ctx.labels.get(job_id)
+            if expected is None:
+                expected = await self._submitted_labels(job_id)
             count = _results_count(page, job_id, expected)
             if count is not None and count > len(entries):
                 if not entries:
@@ -59,8 +61,8 @@ class ResultsFetcher:
                 entries.extend(
                     await self._fetch_pages(job_id, path, step, len(entries), count, labels)
                 )
-            else:
-                await self._follow_pages(job_id, page.get("next"), entries, expected, labels)
+            elif page.get("next") is not None:
+                await self._follow_pages(job_id, page["next"], entries, expected, labels)
             if count is not None and len(entries) != count:
                 raise ProtocolError(
                     f"job {job_id}: the server counts {count} results but sent {len(entries)}"

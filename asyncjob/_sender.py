@@ -49,13 +49,16 @@ logger = logging.getLogger("asyncjob")
 
 _TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]*>", re.S | re.I)
 _SPACE = re.compile(r"\s+")
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
+"""Characters a URL carries as they are: an id made of them needs no escaping."""
 
 
 def job_path(job_id: str, endpoint: str = "") -> str:
     """`job/{id}/{endpoint}` with the id escaped so it can never change the path."""
     if not isinstance(job_id, str) or not job_id or job_id in (".", ".."):
         raise InvalidInputError(f"invalid job id {job_id!r}")
-    return f"job/{quote(job_id, safe='')}/{endpoint}"
+    escaped = job_id if _UNRESERVED.fullmatch(job_id) else quote(job_id, safe="")
+    return f"job/{escaped}/{endpoint}"
 
 
 def default_transport(config: ClientConfig) -> AiohttpTransport:
@@ -193,7 +196,7 @@ class Sender:
             return self._prefix + path
         if "?" in path:  # a query already: yarl merges the two
             return str(self.url(path).update_query({k: str(v) for k, v in params.items()}))
-        return f"{self._prefix}{path}?{urlencode(params)}"
+        return f"{self._prefix}{path}?{_query(params)}"
 
     async def _send(self, request: Request) -> Response:
         """One attempt: through the transport within its timeout; a redirect is refused."""
@@ -216,6 +219,13 @@ class Sender:
                 f"({response.status_code}); redirects are not followed, check base_url"
             )
         return response
+
+
+def _query(params: Mapping[str, str | int]) -> str:
+    """`urlencode(params)`, with names and numbers that need no escaping written directly."""
+    if all(type(value) is int and _UNRESERVED.fullmatch(name) for name, value in params.items()):
+        return "&".join(f"{name}={value}" for name, value in params.items())
+    return urlencode(params)
 
 
 _STATUS_ERRORS: dict[int, type[HTTPStatusError]] = {

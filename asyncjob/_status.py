@@ -25,6 +25,8 @@ WATCH_BATCH = 500
 """Jobs listed in one `jobs/watch/` request."""
 _WATCH_HOLD = 60.0
 """Longest hold asked of the server (the local scheduler's cap)."""
+_WIRE_STATUS = {status.value: status for status in JobStatus}
+"""Statuses as the protocol spells them (the common case, parsed without `from_wire`)."""
 _NO_WATCH = (400, 403, 404, 405, 410, 501)
 """Answers to `jobs/watch/` that mean the server does not have the extension."""
 
@@ -170,8 +172,11 @@ class StatusFollower:
 
     def _note_status(self, job_id: str, data: object, where: str) -> JobStatus:
         """The status in a status body (from `where`), journaled when it changed."""
-        with self._ctx.token_scrubbed():
-            status = JobStatus.from_wire(data_field(data, "status", str, where))
+        raw = data.get("status") if isinstance(data, dict) else None
+        status = _WIRE_STATUS.get(raw) if isinstance(raw, str) else None
+        if status is None:  # not spelled as the protocol does: checked, or refused
+            with self._ctx.token_scrubbed():
+                status = JobStatus.from_wire(data_field(data, "status", str, where))
         if self._ctx.seen.get(job_id) is not status:
             remember(self._ctx.seen, job_id, status)
             self._ctx.log(Status(self._ctx.config.base_url, job_id, status.value))
