@@ -7,6 +7,7 @@ import math
 from collections.abc import AsyncIterator, Iterable
 
 import anyio
+import anyio.lowlevel
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -20,6 +21,8 @@ __all__ = ["JobOutcome", "as_completed"]
 
 _FETCHERS_PER_CONNECTION = 2
 """Results fetchers per pooled connection: one decodes while another's request is out."""
+_STARTED_AT_ONCE = 64
+"""Polling tasks started in one loop iteration."""
 
 
 @attrs.frozen
@@ -59,6 +62,17 @@ async def as_completed(
         async with send:
             await send.send(await _outcome(ctx, follower, results, handle, status, fetch_results))
 
+    async def pollers(
+        polled: list[ExecutionResult], send: MemoryObjectSendStream[JobOutcome]
+    ) -> None:
+        """A polling task per job, started a few at a time: their first steps (each
+        building a status request) then run in many short loop iterations, not one long one."""
+        async with send:
+            for number, handle in enumerate(polled):
+                if number and number % _STARTED_AT_ONCE == 0:
+                    await anyio.lowlevel.checkpoint()
+                tg.start_soon(report, handle, None, send.clone())
+
     async def fetcher(
         finished: MemoryObjectReceiveStream[tuple[ExecutionResult, JobStatus]],
         send: MemoryObjectSendStream[JobOutcome],
@@ -85,12 +99,15 @@ async def as_completed(
     async with anyio.create_task_group() as tg, receive:
         async with send:
             watched: dict[str, list[ExecutionResult]] = {}
+            polled: list[ExecutionResult] = []
             for handle in handles:
                 job_id = getattr(handle, "job_id", None)
                 if watch and isinstance(job_id, str) and watchable(job_id):
                     watched.setdefault(job_id, []).append(handle)
                 else:
-                    tg.start_soon(report, handle, None, send.clone())
+                    polled.append(handle)
+            if polled:
+                tg.start_soon(pollers, polled, send.clone())
             if watched:
                 finished_send, finished_receive = anyio.create_memory_object_stream[
                     tuple[ExecutionResult, JobStatus]
