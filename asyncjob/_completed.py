@@ -65,8 +65,7 @@ async def as_completed(
     async def pollers(
         polled: list[ExecutionResult], send: MemoryObjectSendStream[JobOutcome]
     ) -> None:
-        """A polling task per job, started a few at a time: their first steps (each
-        building a status request) then run in many short loop iterations, not one long one."""
+        """A polling task per job, started a few per loop iteration, not all in one."""
         async with send:
             for number, handle in enumerate(polled):
                 if number and number % _STARTED_AT_ONCE == 0:
