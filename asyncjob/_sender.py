@@ -93,8 +93,7 @@ class Sender:
         """The running loop's limit of requests in flight (one per pooled connection).
 
         A request waits here, before its timeout starts, rather than in the pool:
-        thousands of concurrent calls queue up (first come, first served)
-        instead of timing out.
+        thousands of concurrent calls queue up instead of timing out.
         """
         loop = asyncio.get_running_loop()
         if self._slots is None or self._slots[0] is not loop:
