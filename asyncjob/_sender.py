@@ -15,6 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -78,12 +79,15 @@ class Sender:
         self._config = config
         self._base = URL(config.base_url)
         self._prefix = str(self._base)
-        self._headers = {
+        # Read-only views shared by every request: a transport copies what it sends.
+        headers = {
             "Authorization": f"Bearer {config.token}",
             "User-Agent": f"asyncjob/{__version__}",
         }
-        # Shared by every request, never changed: a transport copies what it sends.
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._headers: Mapping[str, str] = MappingProxyType(headers)
+        self._json_headers: Mapping[str, str] = MappingProxyType(
+            {**headers, "Content-Type": "application/json"}
+        )
         self.transport = transport
         self.requests_sent = 0
         self.closed = False

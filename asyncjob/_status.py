@@ -150,10 +150,9 @@ class StatusFollower:
                 if watched is None:
                     break
                 news = False
+                where = watched.where
                 for job_id, entry in watched.entries.items():
-                    status = (
-                        None if entry is None else self._note_status(job_id, entry, watched.where)
-                    )
+                    status = None if entry is None else self._note_status(job_id, entry, where)
                     if status is None or status.is_terminal:
                         news = True
                         for handle in jobs.pop(job_id):
@@ -219,11 +218,16 @@ class _Watched:
     def parse(cls, response: Response, job_ids: list[str]) -> _Watched:
         data = response.json()
         jobs = data.get("jobs") if isinstance(data, dict) else None
-        if not isinstance(jobs, dict) or not all(
-            isinstance(jobs.get(job_id), dict | None) and job_id in jobs for job_id in job_ids
-        ):
-            raise ProtocolError(f"{response.method} {response.path}: no status for every job")
-        return cls(response, {job_id: jobs[job_id] for job_id in job_ids})
+        entries: dict[str, dict[str, Any] | None] = {}
+        if isinstance(jobs, dict):
+            for job_id in job_ids:
+                entry = jobs.get(job_id, False)  # False: not there at all
+                if entry is not None and not isinstance(entry, dict):
+                    break
+                entries[job_id] = entry
+            else:
+                return cls(response, entries)
+        raise ProtocolError(f"{response.method} {response.path}: no status for every job")
 
     def response_of(self, job_id: str) -> Response:
         """The job's entry as a `Response` of its own, for `on_complete` callbacks."""
