@@ -60,10 +60,13 @@ class StatusFollower:
             # The deadline bounds the request in flight too, retries included.
             left = math.inf if deadline is None else deadline - sent
             held = min(policy.delay(attempt), left) if hold and loop else 0.0
-            with anyio.move_on_after(left) as wait:
+            if deadline is None:  # no cancel scope to enter and leave on each poll
                 response, status = await self._status(job_id, held)
-            if wait.cancelled_caught:
-                raise MaxRetriesReachedError(job_id, attempt - 1, last)
+            else:
+                with anyio.move_on_after(left) as wait:
+                    response, status = await self._status(job_id, held)
+                if wait.cancelled_caught:
+                    raise MaxRetriesReachedError(job_id, attempt - 1, last)
             last = status.value
             if verbose:
                 logger.info("job %s: %s (poll %d)", job_id, status.value, attempt)
