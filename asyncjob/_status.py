@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from ._context import ClientContext, data_field, job_id_of, remember
@@ -27,6 +28,8 @@ _WATCH_HOLD = 60.0
 """Longest hold asked of the server (the local scheduler's cap)."""
 _WIRE_STATUS = {status.value: status for status in JobStatus}
 """Statuses as the protocol spells them (the common case, parsed without `from_wire`)."""
+_NOTED_AT_ONCE = 100
+"""Entries of a watch answer noted (and handed over) in one loop iteration."""
 _NO_WATCH = (400, 403, 404, 405, 410, 501)
 """Answers to `jobs/watch/` that mean the server does not have the extension."""
 
@@ -154,7 +157,9 @@ class StatusFollower:
                     break
                 news = False
                 where = watched.where
-                for job_id, entry in watched.entries.items():
+                for number, (job_id, entry) in enumerate(watched.entries.items(), 1):
+                    if number % _NOTED_AT_ONCE == 0:  # 500 jobs: not all in one loop iteration
+                        await anyio.lowlevel.checkpoint()
                     status = None if entry is None else self._note_status(job_id, entry, where)
                     if status is None or status.is_terminal:
                         news = True
