@@ -10,8 +10,12 @@ import base64
 import enum
 import gzip
 import json
+import json.encoder
 import re
-from collections.abc import Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from itertools import accumulate, repeat
+from operator import add
 from typing import Any
 
 import attrs
@@ -48,33 +52,57 @@ def normalise_circuits(circuits: object) -> list[tuple[str, str]]:
     A sequence of `(label, source)` pairs is accepted too. A bare string is a
     `TypeError` (the classic mistake), an empty batch a `ValueError`.
     """
+    return list(zip(*split_circuits(circuits), strict=True))
+
+
+def split_circuits(circuits: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The labels and the sources of a batch, in order (see `normalise_circuits`)."""
     if isinstance(circuits, str | bytes):
         raise InvalidInputTypeError(
             "circuits must be a mapping label -> QASM source (or a sequence of sources), "
             "not a single string"
         )
-    items: list[tuple[object, object]]
+    labels: tuple[object, ...]
+    sources: tuple[object, ...]
     if isinstance(circuits, Mapping):
-        items = list(circuits.items())
+        labels, sources = tuple(circuits.keys()), tuple(circuits.values())
     elif isinstance(circuits, Sequence):
-        if circuits and all(isinstance(c, tuple) and len(c) == 2 for c in circuits):
-            items = [(c[0], c[1]) for c in circuits]
+        if circuits and set(map(type, circuits)) == {tuple} and set(map(len, circuits)) == {2}:
+            labels, sources = zip(*circuits, strict=True)
         else:
-            items = [(str(i), c) for i, c in enumerate(circuits)]
+            labels, sources = tuple(map(str, range(len(circuits)))), tuple(circuits)
     else:
         raise InvalidInputTypeError(
             f"circuits must be a mapping or a sequence, not {type(circuits).__name__}"
         )
-    if not items:
+    if not labels:
         raise InvalidInputError("circuits is empty: nothing to submit")
-    seen: set[str] = set()
-    for label, source in items:
-        _check_label(label, seen)
-        if not isinstance(source, str):
-            raise InvalidInputTypeError(
-                f"circuit {label!r} must be an OpenQASM source str, got {type(source).__name__}"
-            )
-    return [(str(label), str(source)) for label, source in items]
+    if not _plain_text(labels, sources):
+        seen: set[str] = set()
+        for label, source in zip(labels, sources, strict=True):
+            _check_label(label, seen)
+            if not isinstance(source, str):
+                raise InvalidInputTypeError(
+                    f"circuit {label!r} must be an OpenQASM source str, "
+                    f"got {type(source).__name__}"
+                )
+        labels, sources = tuple(map(str, labels)), tuple(map(str, sources))
+    return labels, sources  # type: ignore[return-value]
+
+
+def _plain_text(labels: tuple[object, ...], sources: tuple[object, ...]) -> bool:
+    """True when every label and source is an exact str, the labels ASCII, non-empty, unique.
+
+    Such a batch (the usual one) needs no check one circuit at a time; each
+    step here runs in C, so tens of thousands of circuits take a few ms.
+    """
+    return (
+        set(map(type, labels)) == {str}
+        and set(map(type, sources)) == {str}
+        and all(map(str.isascii, labels))  # type: ignore[arg-type]
+        and "" not in labels
+        and len(set(labels)) == len(labels)
+    )
 
 
 def _check_label(label: object, seen: set[str]) -> None:
@@ -180,16 +208,24 @@ class Submission:
     def check_sizes(self, max_bytes: int) -> None:
         """Refuse, before anything is sent, a circuit too large for a request on its own.
 
-        Only circuits that could exceed the limit even incompressible are encoded.
+        Only circuits that could exceed the limit even incompressible are encoded;
+        in a batch of small circuits, none is looked at one by one.
         """
+        if not self.sources:
+            return
         base = len(_dumps(self._body([], 0, 0)))
-        for index, (label, source) in enumerate(zip(self.labels, self.sources, strict=True)):
-            # Room for the label, quotes and the per-chunk extras (a re-based shot group).
-            fixed = base + len(_dumps(label)) + 64
-            raw = len(source.encode("utf-8"))
-            if (raw + raw // 1000 * 5 + 64) * 4 // 3 + 4 + fixed <= max_bytes:
-                continue
-            self._check_alone(index, encode_circuit(source), max_bytes)
+        # Room for the label, quotes and the per-chunk extras (a re-based shot group).
+        fixed = base + max(map(len, map(_json_str, self.labels))) + 64
+
+        def fits(raw: int) -> bool:
+            return (raw + raw // 1000 * 5 + 64) * 4 // 3 + 4 + fixed <= max_bytes
+
+        # A character is at most 4 bytes in UTF-8.
+        if fits(4 * max(map(len, self.sources))):
+            return
+        for index, source in enumerate(self.sources):
+            if not fits(len(source.encode("utf-8"))):
+                self._check_alone(index, encode_circuit(source), max_bytes)
 
     def _check_alone(self, index: int, encoded: str, max_bytes: int) -> None:
         """PayloadTooLargeError if circuit `index` does not fit in a request even on its own."""
@@ -209,46 +245,58 @@ class Submission:
         than `target` gets a body of its own). `encoded` holds the batch's first
         circuits, encoded, in order (indices are batch positions). Every body
         holds `finalized: "false"`, the longer wire value, so sizes stay within
-        `max_bytes` whichever value the chunk's `final` flag puts there.
+        `max_bytes` whichever value the chunk's `final` flag puts there. Sizes
+        are counted, not serialised: a body's JSON is its empty form's plus,
+        per circuit, the label's and the encoded text's and 4 characters
+        (quotes, colon, comma), less the last comma.
         """
         target = max_bytes if target is None else min(target, max_bytes)
         bodies: list[dict[str, Any]] = []
         n = len(encoded)
+        # sums[i]: the characters the circuits start:start+i add to a body.
+        labels = map(len, map(_json_str, self.labels[start:n]))
+        entries = map(add, map(add, labels, map(len, encoded[start:n])), repeat(4))
+        sums: list[int] = list(accumulate(entries, initial=0))
+        origin = start
+
+        def size(begin: int, end: int) -> int:
+            empty = len(_dumps(self._body([], begin, begin, end)))
+            return empty + sums[end - origin] - sums[begin - origin] - 1
+
         while start < n:
-            end = start
-            size = len(_dumps(self._body([], start, start)))
-            while end < n:
-                entry = len(_dumps(self.labels[end])) + len(encoded[end]) + 4
-                if size + entry > target and end > start:
-                    break
-                size += entry
-                end += 1
-            body = self._body(encoded[start:end], start, end)
-            if len(_dumps(body)) > max_bytes:
+            base = len(_dumps(self._body([], start, start)))
+            room = target - base + sums[start - origin]
+            end = max(start + 1, origin + bisect_right(sums, room, start - origin) - 1)
+            if size(start, end) > max_bytes:
                 # The estimate leaves out per-chunk extras (re-based shot_groups):
                 # find the longest chunk that fits by bisection, not one by one.
                 fits, too_long = start, end
                 while too_long - fits > 1:
                     middle = (fits + too_long) // 2
-                    if len(_dumps(self._body(encoded[start:middle], start, middle))) <= max_bytes:
+                    if size(start, middle) <= max_bytes:
                         fits = middle
                     else:
                         too_long = middle
                 if fits == start:
                     self._check_alone(start, encoded[start], max_bytes)
                 end = fits
-                body = self._body(encoded[start:end], start, end)
-            bodies.append(body)
+            bodies.append(self._body(encoded[start:end], start, end))
             start = end
         return bodies
 
-    def _body(self, encoded: Sequence[str], start: int, end: int) -> dict[str, Any]:
-        """The request body of circuits `start:end`, whose encoded forms are `encoded`."""
+    def _body(
+        self, encoded: Sequence[str], start: int, end: int, extras_end: int | None = None
+    ) -> dict[str, Any]:
+        """The request body of circuits `start:end`, whose encoded forms are `encoded`.
+
+        `extras_end` (default `end`) sets the range of the extras alone: the
+        body of no circuit with the extras of `start:extras_end` measures a chunk.
+        """
         return {
             "circuits": dict(zip(self.labels[start:end], encoded, strict=True)),
             "mode": "append",
             "finalized": "false",
-            **self.extras(start, end),
+            **self.extras(start, end if extras_end is None else extras_end),
         }
 
     def extras(self, start: int, end: int) -> dict[str, Any]:
@@ -273,6 +321,10 @@ def _dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
+_json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
+"""A str as JSON text, as `json.dumps` writes it (ASCII only, so its length is its size)."""
+
+
 def build_submission(
     circuits: object, config: ClientConfig, options: Mapping[str, Any]
 ) -> Submission:
@@ -284,10 +336,9 @@ def build_submission(
             f"accepted: {', '.join(SUBMIT_OPTIONS)}"
         )
     pieces = _pieces(circuits)
-    items: list[tuple[str, str]] = []
+    sources: tuple[str, ...] = ()
     if pieces is None:
-        items = normalise_circuits(circuits)
-        labels = tuple(label for label, _ in items)
+        labels, sources = split_circuits(circuits)
     else:
         labels = tuple(
             label
@@ -333,7 +384,7 @@ def build_submission(
         init_body["execution_configuration"] = dict(exec_conf)
     return Submission(
         labels=labels,
-        sources=tuple(source for _, source in items),
+        sources=sources,
         init_body=init_body,
         job_type=job_type,
         shots=shots,

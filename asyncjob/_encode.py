@@ -1,30 +1,38 @@
-"""Validation and compression of a plain batch, overlapped on two threads.
+"""Validation and compression of a plain batch, interleaved in worker threads.
 
-Compression does not depend on validation, so it starts at once and runs in a
-worker thread while another validates (zlib releases the GIL while it works).
-Nothing it produces is sent before validation is complete: the submitter only
-takes compressed slices once every circuit has passed.
+The validator is pure Python and holds the GIL; zlib releases it while it
+compresses. A thread that only validated would keep the GIL for a whole switch
+interval (5 ms) each time the event loop or a compressing thread wants it back.
+So each worker alternates: it compresses a circuit (the GIL is free meanwhile)
+then validates the next ones, and hands the GIL over at every circuit without
+ever waiting for it to be taken. Validation runs ahead of compression
+(`CHECKS_PER_CIRCUIT` circuits checked per circuit compressed), so the batch is
+validated when about half of it is compressed. Nothing compressed is sent before
+then: the submitter takes compressed slices only once every circuit has passed.
 """
 
 from __future__ import annotations
 
-import time
+import os
+import threading
 from collections.abc import Sequence
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from . import _qasm
-from ._batch import Submission, encode_circuit
+from ._batch import encode_circuit
 
-__all__ = ["ENCODE_SLICE", "THREAD_THRESHOLD", "compress_slices", "encode_all", "validate_plain"]
+__all__ = ["CHECKS_PER_CIRCUIT", "ENCODE_SLICE", "THREAD_THRESHOLD", "PlainBatch", "encode_all"]
 
 THREAD_THRESHOLD = 16
 """Batches larger than this are validated and encoded off the event loop."""
-ENCODE_SLICE = 256
-"""Circuits compressed at a time (each slice is handed over as soon as it is done)."""
-_VALIDATE_SLICE = 8
-"""Circuits validated between two releases of the GIL (see `validate_plain`)."""
+ENCODE_SLICE = 64
+"""Circuits a worker compresses in one go (each slice is handed over as soon as it is done)."""
+CHECKS_PER_CIRCUIT = 2
+"""Circuits a worker validates per circuit it compresses, until all are validated."""
+MAX_WORKERS = 3
+"""Worker threads at most: validation holds the GIL about a third of the time."""
 
 
 def encode_all(sources: Sequence[str]) -> list[str]:
@@ -32,30 +40,140 @@ def encode_all(sources: Sequence[str]) -> list[str]:
     return [encode_circuit(source) for source in sources]
 
 
-def validate_plain(submission: Submission, *, full: bool, max_bytes: int) -> None:
-    """Check every circuit of a plain batch, and that each fits in a request.
+def worker_count(n: int) -> int:
+    """Worker threads for a batch of `n` circuits: one per core, `MAX_WORKERS` at most."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS, -(-n // ENCODE_SLICE)))
 
-    The validator is pure Python: without a pause it keeps the GIL for a whole
-    switch interval (5 ms) each time the compressing thread or the event loop
-    wants it back. Releasing it every few circuits lets them run in between.
+
+class PlainBatch:
+    """The validation and compression of one plain batch, shared by its worker threads.
+
+    Each call of `work` (in a worker thread) takes the next slice to compress
+    and the next circuits to validate, does both interleaved circuit by
+    circuit, and returns the compressed slice. After an invalid circuit, work
+    continues only on validation that may find an earlier one, so the error
+    raised is always the first in batch order.
     """
-    items = list(zip(submission.labels, submission.sources, strict=True))
-    if len(items) <= THREAD_THRESHOLD:
-        _qasm.check_batch(items, full=full)
-    else:
-        for start in range(0, len(items), _VALIDATE_SLICE):
-            _qasm.check_batch(items[start : start + _VALIDATE_SLICE], full=full)
-            time.sleep(0)  # releases the GIL
-    submission.check_sizes(max_bytes)
 
+    def __init__(self, labels: Sequence[str], sources: Sequence[str], *, full: bool) -> None:
+        self._labels = labels
+        self._sources = sources
+        self._full = full
+        self._lock = threading.Lock()
+        self._next_pack = 0
+        self._next_check = 0
+        self._checked = 0
+        self._error: tuple[int, Exception] | None = None
+        self._stopped = False
 
-async def compress_slices(sources: Sequence[str], send: MemoryObjectSendStream[list[str]]) -> None:
-    """Compress `sources` slice by slice in a worker thread, sending each slice when done."""
-    async with send:
-        for start in range(0, len(sources), ENCODE_SLICE):
-            more = sources[start : start + ENCODE_SLICE]
-            encoded = await anyio.to_thread.run_sync(encode_all, more, abandon_on_cancel=True)
-            try:
-                await send.send(encoded)
-            except anyio.BrokenResourceError:
-                return  # the submission stopped taking them
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    @property
+    def validated(self) -> bool:
+        """Every circuit has passed."""
+        return self._checked == len(self._sources)
+
+    def stop(self) -> None:
+        """Abandon the work: each worker returns after the circuit in hand."""
+        self._stopped = True
+
+    def raise_error(self) -> None:
+        """Raise the error of the first invalid circuit, if any was found."""
+        if self._error is not None:
+            raise self._error[1]
+
+    def work(self) -> tuple[int, list[str]] | None:
+        """Compress the next slice while validating further on; None when nothing is left.
+
+        Returns the slice's first position and its compressed circuits.
+        """
+        n = len(self._sources)
+        with self._lock:
+            # Circuits are claimed in order and validation runs ahead: after an
+            # invalid one, every earlier circuit is already in some worker's hands.
+            if self._stopped or self._error is not None or self._next_pack >= n:
+                return None
+            pack = range(self._next_pack, min(self._next_pack + ENCODE_SLICE, n))
+            checks = range(
+                self._next_check, min(self._next_check + CHECKS_PER_CIRCUIT * len(pack), n)
+            )
+            self._next_pack, self._next_check = pack.stop, checks.stop
+        encoded: list[str] = []
+        check = iter(checks)
+        done = 0
+        try:
+            for i in pack:
+                if self._error is not None or self._stopped:
+                    break
+                encoded.append(encode_circuit(self._sources[i]))  # the GIL is free meanwhile
+                for _ in range(CHECKS_PER_CIRCUIT):
+                    j = next(check, None)
+                    if j is None:
+                        break
+                    if not self._check(j):
+                        return None
+                    done += 1
+            for j in check:
+                if not self._check(j):
+                    return None
+                done += 1
+        finally:
+            with self._lock:
+                self._checked += done
+        if len(encoded) < len(pack):
+            return None
+        return pack.start, encoded
+
+    def _check(self, index: int) -> bool:
+        """Validate circuit `index`; False (the error kept) if it is invalid or work stopped."""
+        error = self._error
+        if self._stopped or (error is not None and error[0] < index):
+            return False
+        try:
+            _qasm.check_circuit(self._labels[index], self._sources[index], full=self._full)
+        except Exception as exc:
+            with self._lock:
+                if self._error is None or index < self._error[0]:
+                    self._error = (index, exc)
+            return False
+        return True
+
+    async def run(self, send: MemoryObjectSendStream[list[str]], validated: anyio.Event) -> None:
+        """Work in worker threads; send the compressed slices in order.
+
+        `validated` is set once every circuit has passed, or once the work has
+        ended without that (an invalid circuit, a failure, a cancellation).
+        """
+        ready: dict[int, list[str]] = {}
+        sent = 0
+
+        async def worker() -> None:
+            nonlocal sent
+            while True:
+                done = await anyio.to_thread.run_sync(self.work, abandon_on_cancel=True)
+                if self.validated:
+                    validated.set()
+                if done is None:
+                    return
+                ready[done[0]] = done[1]
+                while sent in ready:
+                    more = ready.pop(sent)
+                    sent += len(more)
+                    try:
+                        send.send_nowait(more)
+                    except anyio.BrokenResourceError:
+                        self.stop()  # the submission stopped taking them
+                        return
+
+        try:
+            async with send, anyio.create_task_group() as tg:
+                for _ in range(worker_count(len(self._sources))):
+                    tg.start_soon(worker)
+        finally:
+            self.stop()
+            validated.set()

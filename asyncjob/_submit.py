@@ -14,14 +14,16 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import anyio
+import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from . import _qasm
 from ._batch import Submission
 from ._cleanup import never_sent
 from ._config import Limits
 from ._context import ClientContext, data_field, first_leaf
-from ._encode import ENCODE_SLICE, THREAD_THRESHOLD, compress_slices, encode_all, validate_plain
+from ._encode import ENCODE_SLICE, THREAD_THRESHOLD, PlainBatch, encode_all
 from ._errors import (
     AsyncJobError,
     ConnectionFailedError,
@@ -82,7 +84,8 @@ class Submitter:
         if submission.pieces is not None:
             check_pieces(submission.pieces, full=full)
             return template_bodies(submission, limits.max_payload_bytes, limits.chunk_bytes)
-        validate_plain(submission, full=full, max_bytes=limits.max_payload_bytes)
+        _qasm.check_batch(list(zip(submission.labels, submission.sources, strict=True)), full=full)
+        submission.check_sizes(limits.max_payload_bytes)
         return _bodies(submission, encode_all(submission.sources), 0, 0, True, limits)
 
     async def submit(
@@ -91,10 +94,11 @@ class Submitter:
         """Validate everything, then create the job and upload the compressed chunks.
 
         `bodies` are the chunk bodies `prepare` built (None: validate and build
-        them here). A plain batch is compressed while it is validated
-        (`_encode`); nothing is journaled or sent before the last circuit has
-        passed. Chunks go out as soon as each is compressed (and journaled), so
-        the server takes in one chunk while the next is being compressed.
+        them here). A large plain batch is compressed while it is validated, in
+        worker threads (`_encode`); nothing is journaled or sent before the last
+        circuit has passed. Chunks go out as soon as each is compressed (and
+        journaled), so the server takes in one chunk while the next is being
+        compressed.
         """
         if bodies is not None and len(bodies) == 1:
             return await self._submit_one(submission, bodies[0])
@@ -103,13 +107,18 @@ class Submitter:
         try:
             async with anyio.create_task_group() as tg:
                 slices: MemoryObjectReceiveStream[list[str]] | None = None
-                plain = bodies is None and submission.pieces is None
-                if plain and len(submission.sources) > THREAD_THRESHOLD:
-                    slices_send, slices = anyio.create_memory_object_stream[list[str]](math.inf)
-                    tg.start_soon(compress_slices, submission.sources, slices_send)
                 if bodies is None:
                     async with self.preparing():
-                        bodies = await self._validate(submission)
+                        if (
+                            submission.pieces is None
+                            and len(submission.sources) > THREAD_THRESHOLD
+                        ):
+                            slices_send, slices = anyio.create_memory_object_stream[list[str]](
+                                math.inf
+                            )
+                            await self._validate_large(submission, tg, slices_send)
+                        else:
+                            bodies = await self._validate(submission)
                 options = {"init": submission.init_body, "ordered": submission.ordered_upload}
                 await self._ctx.durable(
                     self._ctx.log(
@@ -175,6 +184,28 @@ class Submitter:
         logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
         return ExecutionResult(job_id=job_id, backend_jobs=1)
 
+    async def _validate_large(
+        self,
+        submission: Submission,
+        tg: anyio.abc.TaskGroup,
+        slices: MemoryObjectSendStream[list[str]],
+    ) -> None:
+        """Check a large plain batch in worker threads that compress it meanwhile.
+
+        The compressed slices go to `slices`, in order; they are taken only
+        once this returns, after every circuit has passed.
+        """
+        full = self._ctx.config.full_qasm_check
+        batch = PlainBatch(submission.labels, submission.sources, full=full)
+        validated = anyio.Event()
+        tg.start_soon(batch.run, slices, validated)
+        await validated.wait()
+        batch.raise_error()
+        if not batch.validated:  # the workers failed: their error is raised, not this one
+            raise _ChunksEnded("the batch's validation stopped")
+        max_bytes = self._ctx.config.limits.max_payload_bytes
+        await anyio.to_thread.run_sync(submission.check_sizes, max_bytes, abandon_on_cancel=True)
+
     async def _validate(self, submission: Submission) -> list[dict[str, Any]] | None:
         """Check every circuit, and that each fits in a request, before anything is sent.
 
@@ -188,7 +219,9 @@ class Submitter:
             if submission.pieces is not None:
                 check_pieces(submission.pieces, full=full)
                 return template_bodies(submission, limits.max_payload_bytes, limits.chunk_bytes)
-            validate_plain(submission, full=full, max_bytes=limits.max_payload_bytes)
+            items = list(zip(submission.labels, submission.sources, strict=True))
+            _qasm.check_batch(items, full=full)
+            submission.check_sizes(limits.max_payload_bytes)
             return None
 
         if len(submission.labels) <= THREAD_THRESHOLD:
@@ -226,14 +259,15 @@ class Submitter:
         """Take the batch's compressed slices and hand over each chunk once it is full.
 
         `slices` brings the compressed circuits of a large batch (see
-        `compress_slices`); a small batch is compressed here. Chunk bodies of a
-        large slice are built off the loop. Each chunk is journaled before it is
-        handed over; the last one is final.
+        `PlainBatch`); a small batch is compressed here. Chunks are cut only
+        once the circuits since the last one may fill one. Each chunk is
+        journaled before it is handed over; the last one is final.
         """
         limits = self._ctx.config.limits
         sources = submission.sources
         encoded: list[str] = []
         start = index = 0
+        waiting = 0  # encoded characters since the last chunk: less than its size
         async with send:
             while len(encoded) < len(sources):
                 if slices is None:
@@ -241,14 +275,13 @@ class Submitter:
                 else:
                     more = await slices.receive()
                 encoded += more
+                waiting += sum(map(len, more))
                 done = len(encoded) == len(sources)
-                if len(more) <= THREAD_THRESHOLD:
-                    bodies = _bodies(submission, encoded, start, index, done, limits)
-                else:
-                    bodies = await anyio.to_thread.run_sync(
-                        _bodies, submission, encoded, start, index, done, limits
-                    )
+                if not done and waiting < min(limits.chunk_bytes, limits.max_payload_bytes):
+                    continue
+                bodies = _bodies(submission, encoded, start, index, done, limits)
                 for body in bodies:
+                    waiting -= sum(map(len, body["circuits"].values()))
                     start += len(body["circuits"])
                     last = start == len(sources)
                     chunk = self._journaled_chunk(key, index, body, last)

@@ -233,3 +233,54 @@ def test_one_shot_group_per_circuit_chunks_under_the_cap() -> None:
         assert body["shot_groups"] == [[k, k + 1, 10 + offset + k] for k in range(n)]
         offset += n
     assert offset == 300
+
+
+@pytest.mark.parametrize("groups", [False, True], ids=["shots", "a shot group per circuit"])
+def test_chunks_are_filled_to_the_byte_whatever_the_labels(groups: bool) -> None:
+    """Chunk sizes are counted, not serialised: each chunk is exactly as full as fits.
+
+    Labels that JSON escapes (quotes, backslashes, non-ASCII, control
+    characters) take more room than their length; a chunk plus its next
+    circuit must be over the cap, and no chunk over it.
+    """
+    names = ['q"uote', "back\\slash", "caf\u00e9", "tab\there", "\U0001f600", "plain"]
+    circuits = {f"{names[i % len(names)]}{i}": BELL + f"// {i}\n" for i in range(120)}
+    options = {"shot_groups": [[i, i + 1, 10 + i] for i in range(120)]} if groups else {}
+    s = sub(circuits, **options)
+    encoded = [encode_circuit(x) for x in s.sources]
+
+    def size(start: int, end: int) -> int:
+        body = s._body(encoded[start:end], start, end)
+        return len(json.dumps(body, separators=(",", ":")).encode())
+
+    cap = 1500
+    bodies = s.chunk_bodies(encoded, cap)
+    assert len(bodies) > 5
+    start = 0
+    for body in bodies:
+        end = start + len(body["circuits"])
+        assert size(start, end) <= cap
+        if end < len(encoded):
+            assert size(start, end + 1) > cap
+        start = end
+    assert start == len(encoded)
+
+
+def test_a_batch_of_plain_text_is_split_without_copies_and_checked_like_any() -> None:
+    """The fast path for exact-str batches gives what the general one gives."""
+
+    class Label(str):
+        pass
+
+    plain = {f"c{i}": BELL for i in range(5)}
+    assert normalise_circuits(plain) == [(f"c{i}", BELL) for i in range(5)]
+    subclassed = {Label(f"c{i}"): BELL for i in range(5)}
+    normalised = normalise_circuits(subclassed)
+    assert normalised == [(f"c{i}", BELL) for i in range(5)]
+    assert all(type(label) is str for label, _ in normalised)
+    pairs = [("a", BELL), ("b", BELL + "// 2\n")]
+    assert normalise_circuits(pairs) == pairs
+    with pytest.raises(ValueError, match="duplicate"):
+        normalise_circuits([("a", BELL), ("a", BELL)])
+    with pytest.raises(ValueError, match="empty"):
+        normalise_circuits({"": BELL, "b": BELL})

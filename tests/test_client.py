@@ -220,30 +220,31 @@ async def test_chunks_go_out_while_the_rest_of_the_batch_is_compressed(
     import asyncjob._encode as encode_module
 
     circuits = {f"c{i:04d}": BELL + f"// {i} " + "y" * 100 + "\n" for i in range(600)}
+    last = circuits["c0599"]
     first_chunk_sent = threading.Event()
-    slices: list[int] = []
-    encode_all = encode_module.encode_all
+    compressed: list[str] = []
+    encode_circuit = encode_module.encode_circuit
 
-    def encode_slice(sources: Any) -> list[str]:
-        slices.append(len(sources))
-        # Later slices wait for a chunk to be on the wire: a client that compressed
-        # the whole batch before sending anything would never get past this.
-        if len(slices) > 1 and not first_chunk_sent.wait(10):
+    def encode(source: str) -> str:
+        # The last circuit waits for a chunk to be on the wire: a client that
+        # compressed the whole batch before sending anything would never get past this.
+        if source == last and not first_chunk_sent.wait(10):
             raise AssertionError("nothing was sent while the batch was being compressed")
-        return encode_all(sources)
+        compressed.append(source)
+        return encode_circuit(source)
 
     def on_chunk(url: URL, **kwargs: Any) -> CallbackResult:
         first_chunk_sent.set()
         return CallbackResult(payload={})
 
-    monkeypatch.setattr(encode_module, "encode_all", encode_slice)
+    monkeypatch.setattr(encode_module, "encode_circuit", encode)
     async with AsyncJobClient(BASE, TOKEN, limits=Limits(max_payload_bytes=5_000)) as client:
         with aioresponses() as m:
             m.post(INIT, payload={"job_id": "j1"})
             m.post(add_url(), callback=on_chunk, repeat=True)
             await client.submit_circuits(circuits)
             chunks = [sent_body(c) for c in calls(m, "POST", add_url())]
-    assert len(slices) >= 3
+    assert sorted(compressed) == sorted(circuits.values())
     assert sorted(label for c in chunks for label in c["circuits"]) == sorted(circuits)
     assert [c["finalized"] for c in chunks].count("true") == 1
     assert chunks[-1]["finalized"] == "true"
@@ -255,30 +256,30 @@ async def test_a_failure_while_compressing_cancels_the_job_and_is_raised(
     import asyncjob._encode as encode_module
 
     circuits = {f"c{i:04d}": BELL + f"// {i} " + "y" * 100 + "\n" for i in range(600)}
-    encode_all = encode_module.encode_all
-    slices: list[int] = []
+    last = circuits["c0599"]
+    encode_circuit = encode_module.encode_circuit
     first_chunk_sent = threading.Event()
 
-    def encode_slice(sources: Any) -> list[str]:
-        slices.append(len(sources))
-        if len(slices) == 2:
-            # Fail once the job exists (compression runs ahead of validation).
+    def encode(source: str) -> str:
+        if source == last:
+            # Fail once the job exists (validation ends before compression does).
             first_chunk_sent.wait(10)
-            raise MemoryError("no room for the second slice")
-        return encode_all(sources)
+            raise MemoryError("no room for the last circuit")
+        return encode_circuit(source)
 
     def on_chunk(url: URL, **kwargs: Any) -> CallbackResult:
         first_chunk_sent.set()
         return CallbackResult(payload={})
 
-    monkeypatch.setattr(encode_module, "encode_all", encode_slice)
+    monkeypatch.setattr(encode_module, "encode_circuit", encode)
     async with AsyncJobClient(BASE, TOKEN, limits=Limits(max_payload_bytes=5_000)) as client:
         with aioresponses() as m:
             m.post(INIT, payload={"job_id": "j1"})
             m.post(add_url(), callback=on_chunk, repeat=True)
             m.post(cancel_url(), payload={"status": "cancelled"})
-            with pytest.raises(MemoryError, match="second slice"):
+            with pytest.raises(MemoryError, match="last circuit"):
                 await client.submit_circuits(circuits)
+            assert first_chunk_sent.is_set()
             assert len(calls(m, "POST", cancel_url())) == 1
             finals = [sent_body(c)["finalized"] for c in calls(m, "POST", add_url())]
         journal = client.journal

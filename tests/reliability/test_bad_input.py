@@ -122,39 +122,74 @@ async def test_invalid_circuit_deep_in_a_large_batch(
 async def test_invalid_last_circuit_sends_nothing_though_all_was_compressed(
     client: AsyncJobClient, scheduler: LocalScheduler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Compression runs ahead of validation; a bad last circuit still stops everything.
+    """Compression runs alongside validation; a bad last circuit still stops everything.
 
-    The check of the last circuit waits until every slice has been compressed,
-    so the compressed chunks are ready when validation fails.
+    The check of the last circuit waits until it has been compressed (by
+    another worker thread), so compressed circuits are ready when it fails.
     """
     import threading
 
     import asyncjob._encode as encode_module
 
     n = 3 * encode_module.ENCODE_SLICE + 5
+    last = f"c{n - 1:04d}"
+    bad = H2 + "qreg q[2];\nh q[2];\n"
     circuits = {f"c{i:04d}": (BELL if i % 2 else GHZ3) + f"// {i}\n" for i in range(n - 1)}
-    circuits[f"c{n - 1:04d}"] = H2 + "qreg q[2];\nh q[2];\n"
-    compressed: list[int] = []
-    all_compressed = threading.Event()
-    encode_all, check_batch = encode_module.encode_all, encode_module._qasm.check_batch
+    circuits[last] = bad
+    last_compressed = threading.Event()
+    encode_circuit, check_circuit = encode_module.encode_circuit, encode_module._qasm.check_circuit
 
-    def encode_slice(sources: Any) -> list[str]:
-        encoded = encode_all(sources)
-        compressed.append(len(encoded))
-        if sum(compressed) == n:
-            all_compressed.set()
+    def encode(source: str) -> str:
+        encoded = encode_circuit(source)
+        if source == bad:
+            last_compressed.set()
         return encoded
 
-    def check(items: Any, *, full: bool = False) -> None:
-        if any(label == f"c{n - 1:04d}" for label, _ in items):
-            assert all_compressed.wait(20), "compression did not run ahead of validation"
-        check_batch(items, full=full)
+    def check(label: str, source: str, *, full: bool = False) -> None:
+        if label == last:
+            assert last_compressed.wait(20), "compression did not run alongside validation"
+        check_circuit(label, source, full=full)
 
-    monkeypatch.setattr(encode_module, "encode_all", encode_slice)
-    monkeypatch.setattr(encode_module._qasm, "check_batch", check)
+    monkeypatch.setattr(encode_module, "worker_count", lambda n: 2)
+    monkeypatch.setattr(encode_module, "encode_circuit", encode)
+    monkeypatch.setattr(encode_module._qasm, "check_circuit", check)
     error = await refused(scheduler, lambda: client.submit_circuits(circuits), ValueError)
-    assert isinstance(error, QasmValidationError) and error.label == f"c{n - 1:04d}"
-    assert sum(compressed) == n
+    assert isinstance(error, QasmValidationError) and error.label == last
+    assert last_compressed.is_set()
+
+
+async def test_the_first_invalid_circuit_is_named_whichever_worker_finds_one_first(
+    client: AsyncJobClient, scheduler: LocalScheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers validate different parts of a batch; the error is the first in batch order.
+
+    The check of the earlier bad circuit waits until the later one has failed,
+    so the later one is found first.
+    """
+    import threading
+
+    import asyncjob._encode as encode_module
+
+    n = 6 * encode_module.ENCODE_SLICE
+    circuits = {f"c{i:04d}": (BELL if i % 2 else GHZ3) + f"// {i}\n" for i in range(n)}
+    early, late = "c0010", f"c{n - 1:04d}"
+    circuits[early] = circuits[late] = H2 + "qreg q[2];\nh q[2];\n"
+    late_failed = threading.Event()
+    check_circuit = encode_module._qasm.check_circuit
+
+    def check(label: str, source: str, *, full: bool = False) -> None:
+        if label == early:
+            assert late_failed.wait(20), "the later circuit was not checked meanwhile"
+        try:
+            check_circuit(label, source, full=full)
+        finally:
+            if label == late:
+                late_failed.set()
+
+    monkeypatch.setattr(encode_module, "worker_count", lambda n: 2)
+    monkeypatch.setattr(encode_module._qasm, "check_circuit", check)
+    error = await refused(scheduler, lambda: client.submit_circuits(circuits), ValueError)
+    assert isinstance(error, QasmValidationError) and error.label == early
 
 
 @pytest.mark.parametrize(
