@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable
+from itertools import chain
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from ._context import ClientContext, first_leaf, job_id_of
 from ._errors import BadRequestError, JobNotCompleteError, ProtocolError
@@ -44,7 +48,8 @@ class ResultsFetcher:
                     reason = failure_reason(response)
                     raise JobNotCompleteError(job_id, status.value, reason) from None
                 raise
-            page, entries = await _decoded_page(first, job_id)
+            decoding = anyio.CapacityLimiter(_DECODING_THREADS)
+            page, entries = await _decoded_page(first, job_id, decoding)
             labels: set[str] = set()
             _new_labels(job_id, labels, entries)
             expected = self._ctx.labels.get(job_id)
@@ -59,10 +64,12 @@ class ResultsFetcher:
                 # the server really uses.
                 step = len(entries)
                 entries.extend(
-                    await self._fetch_pages(job_id, path, step, len(entries), count, labels)
+                    await self._fetch_pages(
+                        job_id, path, step, len(entries), count, labels, decoding
+                    )
                 )
             elif page.get("next") is not None:
-                await self._follow_pages(job_id, page["next"], entries, expected, labels)
+                await self._follow_pages(job_id, page["next"], entries, expected, labels, decoding)
             if count is not None and len(entries) != count:
                 raise ProtocolError(
                     f"job {job_id}: the server counts {count} results but sent {len(entries)}"
@@ -75,7 +82,14 @@ class ResultsFetcher:
         return (handle or ExecutionResult(job_id=job_id)).with_results(results, run_time)
 
     async def _fetch_pages(
-        self, job_id: str, path: str, size: int, start: int, count: int, labels: set[str]
+        self,
+        job_id: str,
+        path: str,
+        size: int,
+        start: int,
+        count: int,
+        labels: set[str],
+        decoding: anyio.CapacityLimiter,
     ) -> list[dict[str, Any]]:
         """The pages from `start` to `count`, by a few workers (not one task per page).
 
@@ -91,7 +105,7 @@ class ResultsFetcher:
                 response = await self._ctx.sender.request(
                     "GET", path, params={"limit": size, "offset": offset}
                 )
-                _, entries = await _decoded_page(response, job_id)
+                _, entries = await _decoded_page(response, job_id, decoding)
                 if not entries:
                     raise ProtocolError(
                         f"job {job_id}: results page at offset {offset} is empty of {count}"
@@ -101,7 +115,7 @@ class ResultsFetcher:
 
         workers = min(self._ctx.config.limits.results_concurrency, len(offsets))
         await _run_bounded(worker, range(workers), workers)
-        return [entry for offset in offsets for entry in pages[offset]]
+        return list(chain.from_iterable(map(pages.__getitem__, offsets)))
 
     async def _follow_pages(
         self,
@@ -110,6 +124,7 @@ class ResultsFetcher:
         entries: list[dict[str, Any]],
         expected: tuple[str, ...] | None,
         labels: set[str],
+        decoding: anyio.CapacityLimiter,
     ) -> None:
         """Follow `next` links (same origin only) until there is none; no loops, no padding."""
         followed: set[str] = set()
@@ -121,7 +136,7 @@ class ResultsFetcher:
             response = await self._ctx.sender.request(
                 "GET", self._ctx.sender.same_origin_path(url)
             )
-            page, more = await _decoded_page(response, job_id)
+            page, more = await _decoded_page(response, job_id, decoding)
             link = page.get("next")
             if not more and link is not None:
                 raise ProtocolError(f"job {job_id}: empty results page with a next link")
@@ -190,46 +205,78 @@ def _new_labels(job_id: str, labels: set[str], entries: list[dict[str, Any]]) ->
 def _in_order(
     job_id: str, entries: list[dict[str, Any]], expected: tuple[str, ...] | None
 ) -> list[dict[str, Any]]:
-    """Results in submission order; missing or unknown labels are refused."""
-    by_label = {entry["label"]: entry for entry in entries}  # labels are unique: _new_labels
+    """Results in submission order; missing or unknown labels are refused.
+
+    Every step is a C-level pass (no Python code per entry), so tens of
+    thousands of results take a few milliseconds of the event loop.
+    """
     if expected is None:
         return entries
-    missing = [label for label in expected if label not in by_label]
-    unknown = sorted(set(by_label) - set(expected))
-    if missing or unknown:
+    # Labels are unique (see _new_labels).
+    by_label = dict(zip(map(itemgetter("label"), entries), entries, strict=True))
+    if len(by_label) != len(expected) or by_label.keys() != set(expected):
+        missing = [label for label in expected if label not in by_label]
+        unknown = sorted(set(by_label) - set(expected))
         raise ProtocolError(
             f"job {job_id}: results do not match the submission "
             f"(missing {missing[:5]}, unknown {unknown[:5]})"
         )
-    return [by_label[label] for label in expected]
+    return list(map(by_label.__getitem__, expected))
 
 
-_DECODE_IN_THREAD = 8 * 1024
+_DECODE_IN_THREAD = 256 * 1024
 """Pages with more text than this are parsed and decoded off the event loop."""
+_DECODING_THREADS = 2
+"""Large pages of one fetch decoded at the same time, in worker threads."""
+_ENTRIES_PER_STEP = 16
+"""Entries decoded between two yields: to the event loop, or of the GIL in a worker thread."""
 
 
 async def _decoded_page(
-    response: Response, job_id: str
+    response: Response, job_id: str, decoding: anyio.CapacityLimiter
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A results page and its entries, histograms decoded.
 
-    A large page is parsed and decoded in a worker thread: many page workers
-    decoding on the loop in the same turn would stall it for their sum.
+    A page is decoded a few entries at a time, on the event loop between two
+    yields to it: many page workers decoding in the same turn of the loop would
+    stall it for their sum. A large page (whose JSON alone takes milliseconds
+    to parse) goes to a worker thread; few threads decode at once (`decoding`),
+    each releasing the GIL every few entries: the decoder is pure Python, and
+    a thread that keeps the GIL makes the event loop wait a whole switch
+    interval (5 ms) for it.
     """
-
-    def decode() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        data = response.json()
-        if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-            raise ProtocolError(f"{response.method} {response.path}: results page has no list")
-        entries = []
-        for entry in data["results"]:
-            if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
-                raise ProtocolError(f"job {job_id}: malformed result entry")
-            entries.append(
-                {"label": entry["label"], "results": decode_result(entry.get("results"))}
-            )
-        return data, entries
-
     if len(response.text) > _DECODE_IN_THREAD:
-        return await anyio.to_thread.run_sync(decode, abandon_on_cancel=True)
-    return decode()
+
+        def decode() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            data, results = _page_results(response, job_id)
+            entries: list[dict[str, Any]] = []
+            for start in range(0, len(results), _ENTRIES_PER_STEP):
+                entries += _decoded(job_id, results[start : start + _ENTRIES_PER_STEP])
+                time.sleep(0)  # releases the GIL
+            return data, entries
+
+        return await anyio.to_thread.run_sync(decode, abandon_on_cancel=True, limiter=decoding)
+    data, results = _page_results(response, job_id)
+    entries = _decoded(job_id, results[:_ENTRIES_PER_STEP])
+    for start in range(_ENTRIES_PER_STEP, len(results), _ENTRIES_PER_STEP):
+        await anyio.lowlevel.checkpoint()
+        entries += _decoded(job_id, results[start : start + _ENTRIES_PER_STEP])
+    return data, entries
+
+
+def _page_results(response: Response, job_id: str) -> tuple[dict[str, Any], list[Any]]:
+    """A results page's JSON and its `results` list."""
+    data = response.json()
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise ProtocolError(f"{response.method} {response.path}: results page has no list")
+    return data, data["results"]
+
+
+def _decoded(job_id: str, results: list[Any]) -> list[dict[str, Any]]:
+    """Entries of a results page, checked, their histograms decoded."""
+    entries = []
+    for entry in results:
+        if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
+            raise ProtocolError(f"job {job_id}: malformed result entry")
+        entries.append({"label": entry["label"], "results": decode_result(entry.get("results"))})
+    return entries

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 import asyncjob._results as results_module
-from asyncjob import AsyncJobClient
+from asyncjob import AsyncJobClient, Limits
 from asyncjob.local import LocalScheduler
 
 from .conftest import BELL
@@ -37,3 +39,38 @@ async def test_large_pages_are_decoded_in_a_worker_thread(
         assert loop_thread not in decoded_on
     else:
         assert set(decoded_on) == {loop_thread}
+
+
+async def test_a_page_is_decoded_a_few_entries_per_turn_of_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Page workers that finish together do not decode their pages in one turn of the loop."""
+    turns = 0
+    seen_at: list[int] = []
+    decode_result = results_module.decode_result
+
+    def recording(results: Any) -> Any:
+        seen_at.append(turns)
+        return decode_result(results)
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    n = 3 * results_module._ENTRIES_PER_STEP
+    async with LocalScheduler(executor="sampler", job_duration=0.01) as server:
+        limits = Limits(results_page_size=n)
+        async with AsyncJobClient(
+            server.base_url, server.token, polling_interval=0.02, limits=limits
+        ) as c:
+            handle = await c.submit_circuits({f"c{i}": BELL for i in range(n)})
+            await c.poll_job_status(handle, loop_until_complete=True, verbose=False)
+            monkeypatch.setattr(results_module, "decode_result", recording)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(count_turns)
+                result = await c.get_job_results(handle)
+                tg.cancel_scope.cancel()
+    assert len(result.results or []) == n and len(seen_at) == n
+    assert len(set(seen_at)) >= 3  # the loop turned between the slices of the one page
