@@ -12,6 +12,7 @@ import gzip
 import json
 import json.encoder
 import re
+import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from itertools import accumulate, repeat
@@ -181,8 +182,16 @@ def _compress_group(group: str) -> str:
 
 
 def encode_circuit(source: str) -> str:
-    """base64(gzip(utf-8 source)), as `add_circuits/` expects."""
-    return base64.b64encode(gzip.compress(source.encode("utf-8"), 6, mtime=0)).decode("ascii")
+    """base64(gzip(utf-8 source)), as `add_circuits/` expects.
+
+    `zlib.compress` with a gzip wrapper is what `gzip.compress(..., mtime=0)`
+    calls, byte for byte, without its Python layer.
+    """
+    return base64.b64encode(zlib.compress(source.encode("utf-8"), 6, _GZIP)).decode("ascii")
+
+
+_GZIP = 16 + zlib.MAX_WBITS
+"""zlib's `wbits` for a gzip header and trailer (mtime 0) around the deflate stream."""
 
 
 @attrs.frozen

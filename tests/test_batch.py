@@ -137,6 +137,11 @@ class TestWireForms:
     def test_encode_circuit_round_trips(self) -> None:
         assert gzip.decompress(base64.b64decode(encode_circuit(BELL))).decode() == BELL
 
+    def test_encode_circuit_is_gzip_level_6_byte_for_byte(self) -> None:
+        source = BELL + "".join(f"// caf\u00e9 {i}\n" for i in range(200))
+        packed = gzip.compress(source.encode("utf-8"), 6, mtime=0)
+        assert encode_circuit(source) == base64.b64encode(packed).decode("ascii")
+
 
 class TestChunking:
     def test_single_chunk(self) -> None:
