@@ -152,6 +152,8 @@ class PendingChunk:
     """The last chunk of the submission: it closes the job, so it is sent after every other."""
     ticket: int = 0
     """The journal writer's ticket for its record (0: already in the journal)."""
+    data: bytes | None = None
+    """`wire_body` as JSON, when it was serialised already (sent as it is)."""
 
     @property
     def wire_body(self) -> dict[str, Any]:
@@ -518,7 +520,11 @@ def _insert_chunk(db: sqlite3.Connection, chunk: Chunk) -> None:
     )
     db.execute(  # a table of their own: marking a chunk sent does not copy its body
         "INSERT INTO bodies (key, idx, body) VALUES (?, ?, ?)",
-        (chunk.key, chunk.index, json.dumps(chunk.body)),
+        (
+            chunk.key,
+            chunk.index,
+            chunk.body if isinstance(chunk.body, str) else json.dumps(chunk.body),
+        ),
     )
 
 

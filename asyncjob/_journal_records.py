@@ -31,7 +31,8 @@ class Chunk:
     key: str
     index: int
     chunk_key: str
-    body: dict[str, Any]
+    body: dict[str, Any] | str
+    """The body as sent, or its JSON text when it was serialised already."""
     last: bool
     """The last chunk of the submission: recording it makes the submission complete."""
 

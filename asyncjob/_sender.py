@@ -144,13 +144,14 @@ class Sender:
         Statuses in `ok` are returned as they are; any other non-2xx raises the
         matching `HTTPStatusError` subclass. `hold` is how long the server may
         legitimately keep the request (a long poll); it extends the timeout.
+        A `bytes` body is JSON already, sent as it is.
         """
         if self.closed:
             raise ClientClosedError("this AsyncJobClient is closed; create a new one")
         headers = self._headers if body is None else self._json_headers
         if idempotency_key:
             headers = {**headers, "Idempotency-Key": idempotency_key}
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data = body if body is None or isinstance(body, bytes) else _json_bytes(body)
         request = Request(
             method,
             self._absolute(path, params),
@@ -229,6 +230,11 @@ def _query(params: Mapping[str, str | int]) -> str:
     if all(type(value) is int and _UNRESERVED.fullmatch(name) for name, value in params.items()):
         return "&".join(f"{name}={value}" for name, value in params.items())
     return urlencode(params)
+
+
+def _json_bytes(body: Any) -> bytes:
+    """A request body as compact JSON (a `bytes` body is sent as it is: JSON already)."""
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 _STATUS_ERRORS: dict[int, type[HTTPStatusError]] = {

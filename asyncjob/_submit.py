@@ -7,6 +7,7 @@ interrupted, e.g. by the death of the process (`resume`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import uuid
@@ -244,10 +245,15 @@ class Submitter:
     def _journaled_chunk(
         self, key: str, index: int, body: dict[str, Any], last: bool
     ) -> PendingChunk:
-        """A chunk with a key of its own, queued for the journal (see `_durable`)."""
+        """A chunk with a key of its own, queued for the journal (see `_durable`).
+
+        Its body is serialised once, here: the journal keeps that text and the
+        upload sends it (a chunk's JSON is up to a megabyte).
+        """
         chunk = PendingChunk(index, _new_key(), body, final=last)
-        ticket = self._ctx.log(Chunk(key, index, chunk.chunk_key, chunk.wire_body, last))
-        return attrs.evolve(chunk, ticket=ticket)
+        text = json.dumps(chunk.wire_body, separators=(",", ":"))
+        ticket = self._ctx.log(Chunk(key, index, chunk.chunk_key, text, last))
+        return attrs.evolve(chunk, ticket=ticket, data=text.encode())
 
     async def _encode_chunks(
         self,
@@ -372,7 +378,10 @@ class Submitter:
         async def send(chunk: PendingChunk) -> None:
             await self._ctx.durable(chunk.ticket)  # journaled before it is sent
             await self._ctx.sender.request(
-                "POST", path, body=chunk.wire_body, idempotency_key=chunk.chunk_key
+                "POST",
+                path,
+                body=chunk.wire_body if chunk.data is None else chunk.data,
+                idempotency_key=chunk.chunk_key,
             )
             if not chunk.final:  # `Submitted`, recorded next, says the final one landed
                 self._ctx.log(ChunkSent(key, chunk.index))

@@ -289,6 +289,32 @@ async def test_a_failure_while_compressing_cancels_the_job_and_is_raised(
     assert entry.state == "abandoned" and not entry.complete
 
 
+async def test_each_chunk_is_serialised_once_for_the_journal_and_the_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A chunk's JSON (up to a megabyte) is built once: the journal keeps it, the upload too."""
+    circuits = {f"c{i:04d}": BELL + f"// {i} " + "y" * 100 + "\n" for i in range(300)}
+    serialised: list[int] = []
+    dumps = json.dumps
+
+    def counting(value: Any, *args: Any, **kwargs: Any) -> str:
+        if isinstance(value, dict) and value.get("circuits"):  # not the size probes
+            serialised.append(len(value["circuits"]))
+        return dumps(value, *args, **kwargs)
+
+    monkeypatch.setattr(json, "dumps", counting)
+    journal = str(tmp_path / "journal.sqlite3")
+    limits = Limits(max_payload_bytes=5_000)
+    async with AsyncJobClient(BASE, TOKEN, limits=limits, journal=journal) as client:
+        with aioresponses() as m:
+            m.post(INIT, payload={"job_id": "j1"})
+            m.post(add_url(), payload={}, repeat=True)
+            await client.submit_circuits(circuits)
+            chunks = [sent_body(c) for c in calls(m, "POST", add_url())]
+    assert len(chunks) > 3
+    assert sorted(serialised) == sorted(len(c["circuits"]) for c in chunks)
+
+
 async def test_chunks_go_strictly_in_order_with_circuit_ham_map() -> None:
     circuits = {f"c{i:03d}": BELL + "// " + "x" * 300 + "\n" for i in range(30)}
     in_flight = 0
