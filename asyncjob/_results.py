@@ -100,18 +100,23 @@ class ResultsFetcher:
         pages: dict[int, list[dict[str, Any]]] = {}
         todo = iter(offsets)
 
-        async def worker(number: int) -> None:
-            for offset in todo:  # shared: each offset is taken by one worker
-                response = await self._ctx.sender.request(
-                    "GET", path, params={"limit": size, "offset": offset}
+        async def store(offset: int, response: Response) -> None:
+            _, entries = await _decoded_page(response, job_id, decoding)
+            if not entries:
+                raise ProtocolError(
+                    f"job {job_id}: results page at offset {offset} is empty of {count}"
                 )
-                _, entries = await _decoded_page(response, job_id, decoding)
-                if not entries:
-                    raise ProtocolError(
-                        f"job {job_id}: results page at offset {offset} is empty of {count}"
+            _new_labels(job_id, labels, entries)
+            pages[offset] = entries
+
+        async def worker(number: int) -> None:
+            # A page is decoded while the worker's next request is out.
+            async with anyio.create_task_group() as tg:
+                for offset in todo:  # shared: each offset is taken by one worker
+                    response = await self._ctx.sender.request(
+                        "GET", path, params={"limit": size, "offset": offset}
                     )
-                _new_labels(job_id, labels, entries)
-                pages[offset] = entries
+                    tg.start_soon(store, offset, response)
 
         workers = min(self._ctx.config.limits.results_concurrency, len(offsets))
         await _run_bounded(worker, range(workers), workers)
