@@ -70,9 +70,6 @@ class PlainBatch:
         self._error: tuple[int, Exception] | None = None
         self._stopped = False
 
-    def __len__(self) -> int:
-        return len(self._sources)
-
     @property
     def validated(self) -> bool:
         """Every circuit has passed."""
