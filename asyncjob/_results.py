@@ -100,23 +100,32 @@ class ResultsFetcher:
         pages: dict[int, list[dict[str, Any]]] = {}
         todo = iter(offsets)
 
-        async def store(offset: int, response: Response) -> None:
-            _, entries = await _decoded_page(response, job_id, decoding)
+        def check(offset: int, entries: list[dict[str, Any]]) -> None:
             if not entries:
                 raise ProtocolError(
                     f"job {job_id}: results page at offset {offset} is empty of {count}"
                 )
             _new_labels(job_id, labels, entries)
+
+        async def store(offset: int, response: Response, checked: anyio.Event) -> None:
+            def check_page(entries: list[dict[str, Any]]) -> None:
+                check(offset, entries)
+                checked.set()
+
+            _, entries = await _decoded_page(response, job_id, decoding, check_page)
             pages[offset] = entries
 
         async def worker(number: int) -> None:
-            # A page is decoded while the worker's next request is out.
+            # A page is decoded while the worker's next request is out; that request
+            # goes once the page's labels were checked (so a forged page stops it).
             async with anyio.create_task_group() as tg:
                 for offset in todo:  # shared: each offset is taken by one worker
                     response = await self._ctx.sender.request(
                         "GET", path, params={"limit": size, "offset": offset}
                     )
-                    tg.start_soon(store, offset, response)
+                    checked = anyio.Event()
+                    tg.start_soon(store, offset, response, checked)
+                    await checked.wait()
 
         workers = min(self._ctx.config.limits.results_concurrency, len(offsets))
         await _run_bounded(worker, range(workers), workers)
@@ -238,10 +247,15 @@ _ENTRIES_PER_STEP = 16
 
 
 async def _decoded_page(
-    response: Response, job_id: str, decoding: anyio.CapacityLimiter
+    response: Response,
+    job_id: str,
+    decoding: anyio.CapacityLimiter,
+    check: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A results page and its entries, histograms decoded.
 
+    `check(entries)` runs on the event loop once the page is parsed, before
+    any histogram is decoded (the entries' labels are checked by then).
     A page is decoded a few entries at a time, on the event loop between two
     yields to it: many page workers decoding in the same turn of the loop would
     stall it for their sum. A large page (whose JSON alone takes milliseconds
@@ -252,36 +266,47 @@ async def _decoded_page(
     """
     if len(response.text) > _DECODE_IN_THREAD:
 
-        def decode() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            data, results = _page_results(response, job_id)
+        def decode(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entries: list[dict[str, Any]] = []
             for start in range(0, len(results), _ENTRIES_PER_STEP):
-                entries += _decoded(job_id, results[start : start + _ENTRIES_PER_STEP])
+                entries += _decoded(results[start : start + _ENTRIES_PER_STEP])
                 time.sleep(0)  # releases the GIL
-            return data, entries
+            return entries
 
-        return await anyio.to_thread.run_sync(decode, abandon_on_cancel=True, limiter=decoding)
+        data, results = await anyio.to_thread.run_sync(
+            _page_results, response, job_id, abandon_on_cancel=True, limiter=decoding
+        )
+        if check is not None:
+            check(results)
+        entries = await anyio.to_thread.run_sync(
+            decode, results, abandon_on_cancel=True, limiter=decoding
+        )
+        return data, entries
     data, results = _page_results(response, job_id)
-    entries = _decoded(job_id, results[:_ENTRIES_PER_STEP])
+    if check is not None:
+        check(results)
+    entries = _decoded(results[:_ENTRIES_PER_STEP])
     for start in range(_ENTRIES_PER_STEP, len(results), _ENTRIES_PER_STEP):
         await anyio.lowlevel.checkpoint()
-        entries += _decoded(job_id, results[start : start + _ENTRIES_PER_STEP])
+        entries += _decoded(results[start : start + _ENTRIES_PER_STEP])
     return data, entries
 
 
-def _page_results(response: Response, job_id: str) -> tuple[dict[str, Any], list[Any]]:
-    """A results page's JSON and its `results` list."""
+def _page_results(response: Response, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A results page's JSON and its `results` list, each entry a dict with a str label."""
     data = response.json()
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         raise ProtocolError(f"{response.method} {response.path}: results page has no list")
-    return data, data["results"]
-
-
-def _decoded(job_id: str, results: list[Any]) -> list[dict[str, Any]]:
-    """Entries of a results page, checked, their histograms decoded."""
-    entries = []
+    results: list[dict[str, Any]] = data["results"]
     for entry in results:
         if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
             raise ProtocolError(f"job {job_id}: malformed result entry")
-        entries.append({"label": entry["label"], "results": decode_result(entry.get("results"))})
-    return entries
+    return data, results
+
+
+def _decoded(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries of a results page, their histograms decoded."""
+    return [
+        {"label": entry["label"], "results": decode_result(entry.get("results"))}
+        for entry in results
+    ]
