@@ -116,16 +116,23 @@ class StatusFollower:
     def can_watch(self) -> bool:
         return self._ctx.config.polling.watch and not self._missing
 
-    async def _watch(self, job_ids: list[str], hold: float) -> _Watched | None:
+    async def _watch(
+        self, job_ids: list[str], hold: float, *, settled_only: bool = False
+    ) -> _Watched | None:
         """One `jobs/watch/` long poll (an extension): each job's status, None if unknown.
 
-        Returns None, and stops trying, when the server does not have the
-        extension (an error status or an answer of another shape).
+        With `settled_only`, the server may leave out jobs that are not settled
+        (neither terminal nor unknown): hundreds of running jobs are then not
+        sent back, and parsed, at every round. Returns None, and stops trying,
+        when the server does not have the extension (an error status or an
+        answer of another shape).
         """
-        body = {"job_ids": job_ids, "timeout": hold}
+        body: dict[str, Any] = {"job_ids": job_ids, "timeout": hold}
+        if settled_only:
+            body["settled_only"] = True
         try:
             response = await self._ctx.sender.request("POST", "jobs/watch/", body=body, hold=hold)
-            entries = _Watched.parse(response, job_ids)
+            entries = _Watched.parse(response, job_ids, partial=settled_only)
         except (HTTPStatusError, ProtocolError) as exc:
             if isinstance(exc, HTTPStatusError) and exc.status_code not in _NO_WATCH:
                 raise  # 401, 429 or 5xx after retries: trouble, not a missing extension
@@ -152,7 +159,7 @@ class StatusFollower:
                 rounds += 1
                 sent = anyio.current_time()
                 hold = min(policy.delay(rounds), _WATCH_HOLD)
-                watched = await self._watch(list(jobs), hold)
+                watched = await self._watch(list(jobs), hold, settled_only=True)
                 if watched is None:
                     break
                 news = False
@@ -223,18 +230,20 @@ class _Watched:
         return f"{self.response.method} {self.response.path}"
 
     @classmethod
-    def parse(cls, response: Response, job_ids: list[str]) -> _Watched:
+    def parse(cls, response: Response, job_ids: list[str], *, partial: bool = False) -> _Watched:
+        """The entries of the listed jobs; with `partial`, jobs left out are still running."""
         data = response.json()
         jobs = data.get("jobs") if isinstance(data, dict) else None
         entries: dict[str, dict[str, Any] | None] = {}
-        if isinstance(jobs, dict):
-            for job_id in job_ids:
+        if isinstance(jobs, dict) and (not partial or len(jobs) <= len(job_ids)):
+            for job_id in jobs if partial else job_ids:
                 entry = jobs.get(job_id, False)  # False: not there at all
                 if entry is not None and not isinstance(entry, dict):
                     break
                 entries[job_id] = entry
             else:
-                return cls(response, entries)
+                if not partial or entries.keys() <= set(job_ids):
+                    return cls(response, entries)
         raise ProtocolError(f"{response.method} {response.path}: no status for every job")
 
     def response_of(self, job_id: str) -> Response:

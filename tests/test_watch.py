@@ -175,6 +175,41 @@ async def test_as_completed_follows_every_job_with_one_request_at_a_time(
     assert got["j3"].status is JobStatus.COMPLETED and got["j3"].error is None
 
 
+async def test_as_completed_asks_for_settled_jobs_only_and_takes_a_partial_answer(
+    client: AsyncJobClient,
+) -> None:
+    """Jobs left out of an answer are still running: only settled ones come back."""
+    with aioresponses() as m:
+        m.post(WATCH, payload=watched(j2="COMPLETED"))  # j1 and j3 left out: running
+        m.post(WATCH, payload={"jobs": {}})  # the hold ended with nothing settled
+        m.post(WATCH, payload=watched(j1="CANCELLED", j3=None))
+        m.get(status_url("j3"), payload={"status": "FAILED"})
+        m.get(
+            results_url("j2"), payload={"next": None, "results": [histogram_entry("a", {"1": 2})]}
+        )
+        handles = [ExecutionResult(job_id=j) for j in ("j1", "j2", "j3")]
+        async with client.as_completed(handles) as outcomes:
+            got = {o.handle.job_id: o async for o in outcomes}
+        bodies = [sent_body(call) for call in calls(m, "POST", WATCH)]
+    assert [body["job_ids"] for body in bodies] == [["j1", "j2", "j3"], ["j1", "j3"], ["j1", "j3"]]
+    assert all(body["settled_only"] is True for body in bodies)
+    assert got["j1"].status is JobStatus.CANCELLED
+    assert got["j2"].status is JobStatus.COMPLETED and got["j2"].result is not None
+    assert got["j3"].status is JobStatus.FAILED  # unknown to the watch: polled directly
+
+
+async def test_a_watch_answer_naming_a_job_not_asked_for_falls_back_to_polling(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, payload=watched(j1="COMPLETED", stranger="COMPLETED"))
+        m.get(status_url("j1"), payload={"status": "CANCELLED"})
+        async with client.as_completed([ExecutionResult(job_id="j1")]) as outcomes:
+            got = [o async for o in outcomes]
+        assert len(calls(m, "POST", WATCH)) == 1
+    assert [(o.handle.job_id, o.status) for o in got] == [("j1", JobStatus.CANCELLED)]
+
+
 async def test_as_completed_watches_in_groups_of_500_and_keeps_duplicates(
     client: AsyncJobClient,
 ) -> None:

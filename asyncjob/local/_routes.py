@@ -265,7 +265,8 @@ class _Routes:
         """Extension: the status of many jobs, answered once one of them is terminal.
 
         Held until a listed job is terminal or unknown, or `timeout` seconds
-        pass; the answer maps every listed id to its status body (null: unknown).
+        pass; the answer maps every listed id to its status body (null: unknown),
+        or with `"settled_only": true` only the ids of jobs terminal or unknown.
         """
         body = await self._json_body(request)
         ids = body.get("job_ids")
@@ -278,6 +279,9 @@ class _Routes:
         timeout = body.get("timeout", 0)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
             raise BadRequest("timeout must be a number of seconds >= 0")
+        settled_only = body.get("settled_only", False)
+        if not isinstance(settled_only, bool):
+            raise BadRequest("settled_only must be true or false")
         store = self.state.store
 
         def settled() -> bool:
@@ -285,8 +289,9 @@ class _Routes:
 
         await self.state.hold_until(settled, min(float(timeout), MAX_WATCH_SECONDS))
         jobs = {
-            job_id: None if (job := store.get(job_id)) is None else self._status_body(job)
+            job_id: None if job is None else self._status_body(job)
             for job_id in ids
+            if (job := store.get(job_id)) is None or job.terminal or not settled_only
         }
         return web.json_response({"jobs": jobs})
 

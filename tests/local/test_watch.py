@@ -39,8 +39,19 @@ def session(scheduler: LocalScheduler) -> aiohttp.ClientSession:
         {"job_ids": ["j"], "timeout": -1},
         {"job_ids": ["j"], "timeout": "5"},
         {"job_ids": ["j"], "timeout": True},
+        {"job_ids": ["j"], "settled_only": "yes"},
     ],
-    ids=["no ids", "a string", "empty", "ints", "too many", "negative", "text", "bool"],
+    ids=[
+        "no ids",
+        "a string",
+        "empty",
+        "ints",
+        "too many",
+        "negative",
+        "text",
+        "bool",
+        "settled_only not a bool",
+    ],
 )
 async def test_bad_requests_are_400(http: aiohttp.ClientSession, body: dict[str, Any]) -> None:
     answer = await watch(http, body, expect=400)
@@ -80,6 +91,21 @@ async def test_held_until_a_job_changes_to_terminal(make_scheduler: Factory) -> 
         assert statuses[jobs[1]] == "CANCELLED"  # only a held request can have seen that
         assert {statuses[jobs[0]], statuses[jobs[2]]} <= {"PENDING", "RUNNING"}
         assert scheduler.stats.polls == 1
+
+
+async def test_settled_only_leaves_out_jobs_still_running(make_scheduler: Factory) -> None:
+    scheduler = await make_scheduler(job_duration=3600)
+    async with session(scheduler) as http:
+        running = await submit(http, {"a": BELL})
+        body = {"job_ids": [running, "nope"], "timeout": 0, "settled_only": True}
+        answer = await watch(http, body)
+        assert answer == {"jobs": {"nope": None}}
+        body = {"job_ids": [running], "timeout": 0, "settled_only": True}
+        assert await watch(http, body) == {"jobs": {}}
+        async with http.post(f"job/{running}/cancel/") as response:
+            assert response.status == 200, await response.text()
+        answer = await watch(http, body)
+        assert answer["jobs"][running]["status"] == "CANCELLED"
 
 
 async def test_timeout_zero_is_a_plain_batch_status(make_scheduler: Factory) -> None:
