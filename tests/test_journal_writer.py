@@ -196,25 +196,31 @@ async def test_a_healthy_journal_behind_many_submissions_is_waited_for(
 
     Thousands of concurrent submissions queue thousands of records, and a busy
     loop wakes its waiters late: waits far longer than `BARRIER_WAIT` with a
-    healthy writer. Here every wait is (the barrier is cut to 0.1 ms) while the
-    writer's progress clock stands still (it never stalls): nothing may be
-    skipped, every submission is recorded before its requests.
+    healthy writer. Here the first write is held for several `BARRIER_WAIT`s
+    while the writer's progress clock stands still (so it never counts as
+    stalled): nothing may be skipped, every submission is recorded.
     """
     from asyncjob import _journal_writer
 
-    monkeypatch.setattr(_journal_writer, "BARRIER_WAIT", 0.0001)
+    monkeypatch.setattr(_journal_writer, "BARRIER_WAIT", 0.02)
     caplog.set_level("INFO", logger="asyncjob")
+    entered, release = held_writes(monkeypatch)
     path = tmp_path / "j.sqlite3"
-    jobs = 300
+    jobs = 50
     async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
         writer = client._ctx.writer
         assert writer is not None
         writer._clock = lambda: 0.0
-        with aioresponses() as m:
+        with aioresponses() as m, anyio.fail_after(20):
             for_every_job(m)
             async with anyio.create_task_group() as tg:
                 for i in range(jobs):
                     tg.start_soon(client.submit_circuits, {f"c{i}": BELL, f"d{i}": BELL})
+                await anyio.to_thread.run_sync(entered.wait)
+                # The condition under test, not a race: waits outlast BARRIER_WAIT.
+                await anyio.sleep(_journal_writer.BARRIER_WAIT * 5)
+                assert not m.requests  # every submission still waits for its record
+                release.set()
         assert writer.degraded is None
     assert degraded_warnings(caplog) == 0
     entries = Journal(path).entries(limit=jobs + 1)
