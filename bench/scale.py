@@ -347,8 +347,8 @@ def goal_of(name: str) -> tuple[str, Callable[[float], bool]] | None:
         return "<= 20 ms", lambda v: v <= 20
     if "journal on disk" in name:
         return "<= 2 MB", lambda v: v <= 2
-    if "outlive" in name and name.endswith("p95 delay (s)"):
-        return "<= 1 s", lambda v: v <= 1
+    if "outlive" in name and "watch=False" not in name and name.endswith("p95 delay (s)"):
+        return "<= 1 s", lambda v: v <= 1  # the goal is set "with long polls"
     if name.startswith(tuple(f"{n:,} jobs (watch" for n in (5000,))):
         if name.endswith("CPU per job, submit (ms)"):
             return "<= 1 ms", lambda v: v <= 1
