@@ -238,11 +238,14 @@ class JournalWriter:
         backoff = RETRY_FIRST
         while True:
             with self._cond:
-                while not self._queue:
+                while not self._queue:  # records queued before `close()` are written first
+                    if self._closing:
+                        self._thread = None
+                        return
                     self._idle = True
-                    woken = self._closing or self._cond.wait(IDLE)
+                    woken = self._cond.wait(IDLE)
                     self._idle = False
-                    if self._closing or (not woken and not self._queue):
+                    if not woken and not self._queue:
                         self._thread = None
                         return
                 self._linger()

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -138,6 +139,25 @@ async def test_the_journal_stays_small_after_a_large_submission(tmp_path: Path) 
             await client.submit_circuits(circuits)
     # Bodies of ~2.5 MB went through it; 2 MB per 10,000 circuits is the budget.
     assert size_on_disk(tmp_path) <= 1_000_000
+
+
+def test_records_queued_just_before_close_are_written(tmp_path: Path) -> None:
+    """An idle writer woken by a record and by `close()` together writes the record first."""
+    from asyncjob._journal_records import Begin
+    from asyncjob._journal_writer import JournalWriter
+
+    path = tmp_path / "j.sqlite3"
+    for attempt in range(20):
+        writer = JournalWriter(path)
+        writer.record(Begin(f"first{attempt}", BASE, ("a",), {}))
+        deadline = time.monotonic() + 20
+        while not writer._idle:  # the writer has written it and waits for more
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        writer.record(Begin(f"last{attempt}", BASE, ("a",), {}))
+        writer.close(timeout=20)
+    keys = {e.key for e in Journal(path).entries(limit=100)}
+    assert keys == {f"{kind}{n}" for kind in ("first", "last") for n in range(20)}
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
