@@ -68,7 +68,7 @@ def split_circuits(circuits: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if isinstance(circuits, Mapping):
         labels, sources = tuple(circuits.keys()), tuple(circuits.values())
     elif isinstance(circuits, Sequence):
-        if circuits and set(map(type, circuits)) == {tuple} and set(map(len, circuits)) == {2}:
+        if all(isinstance(c, tuple) and len(c) == 2 for c in circuits) and circuits:
             labels, sources = zip(*circuits, strict=True)
         else:
             labels, sources = tuple(map(str, range(len(circuits)))), tuple(circuits)
@@ -390,6 +390,12 @@ def build_submission(
         exec_conf = options["execution_configuration"]
         if not isinstance(exec_conf, Mapping):
             raise InvalidInputTypeError("execution_configuration must be a mapping")
+        try:  # sent as JSON, and journaled: refused now rather than half-way
+            json.dumps(exec_conf)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputTypeError(
+                f"execution_configuration must be JSON (str, numbers, lists, dicts): {exc}"
+            ) from None
         init_body["execution_configuration"] = dict(exec_conf)
     return Submission(
         labels=labels,

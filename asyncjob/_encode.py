@@ -107,7 +107,12 @@ class PlainBatch:
             for i in pack:
                 if self._error is not None or self._stopped:
                     break
-                encoded.append(encode_circuit(self._sources[i]))  # the GIL is free meanwhile
+                try:
+                    encoded.append(encode_circuit(self._sources[i]))  # the GIL is free meanwhile
+                except ValueError:  # not encodable (a lone surrogate): its check names it
+                    if self._check(i):
+                        raise
+                    return None
                 for _ in range(CHECKS_PER_CIRCUIT):
                     j = next(check, None)
                     if j is None:

@@ -258,7 +258,7 @@ class JournalWriter:
                     self._writing = False
                     continue  # disabled for good: `_give_up` emptied the queue
                 journal.write(self._progressing(batch))
-            except (OSError, sqlite3.Error) as exc:
+            except Exception as exc:  # the writer outlives any failed write, a bad record too
                 self._writing = False
                 self._degrade(str(exc))
                 if self._closing:  # that was the last attempt

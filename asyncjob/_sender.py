@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
+import anyio.lowlevel
 from yarl import URL
 
 from ._config import ClientConfig
@@ -214,6 +215,8 @@ class Sender:
         except TimeoutError as exc:
             if isinstance(exc, AsyncJobError):
                 raise
+            # A caller's cancellation due in the same turn wins over this timeout.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             raise timed_out(
                 request.method, URL(request.url, encoded=True), request.timeout
             ) from exc

@@ -289,3 +289,14 @@ def test_a_batch_of_plain_text_is_split_without_copies_and_checked_like_any() ->
         normalise_circuits([("a", BELL), ("a", BELL)])
     with pytest.raises(ValueError, match="empty"):
         normalise_circuits({"": BELL, "b": BELL})
+
+
+def test_pairs_may_be_any_tuple_type() -> None:
+    """`(label, source)` pairs given as namedtuples are pairs, as the docs say."""
+    from typing import NamedTuple
+
+    class Pair(NamedTuple):
+        label: str
+        source: str
+
+    assert normalise_circuits([Pair("a", "x"), Pair("b", "y")]) == [("a", "x"), ("b", "y")]

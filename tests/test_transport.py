@@ -164,6 +164,26 @@ async def test_the_request_timeout_bounds_any_transport() -> None:
     assert len(transport.requests) == 1
 
 
+async def test_a_cancellation_due_in_the_same_turn_as_the_request_timeout_wins() -> None:
+    """Both deadlines pass while the loop is busy: the caller's scope is what ended the wait."""
+    import time
+
+    async def handler(request: Request) -> Response:
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    async def busy_loop() -> None:
+        await anyio.sleep(0.01)
+        time.sleep(0.5)  # noqa: ASYNC251 - blocks the loop while both deadlines below pass
+
+    client, _ = client_with(handler, RetryPolicy.off(), timeout=Timeout(request=0.2))
+    async with client, anyio.create_task_group() as tg:
+        tg.start_soon(busy_loop)
+        with anyio.move_on_after(0.21) as scope:
+            await client.get_status("j1")
+    assert scope.cancelled_caught
+
+
 async def test_closing_the_client_closes_its_transport() -> None:
     closed: list[bool] = []
 

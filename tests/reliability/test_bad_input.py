@@ -20,6 +20,7 @@ from asyncjob import (
     AsyncJobClient,
     ConfigurationError,
     ExecutionResult,
+    InvalidInputTypeError,
     JobBackend,
     NotFoundError,
     PayloadTooLargeError,
@@ -117,6 +118,31 @@ async def test_invalid_circuit_deep_in_a_large_batch(
     error = await refused(scheduler, lambda: client.submit_circuits(circuits), ValueError)
     assert isinstance(error, QasmValidationError) and error.label == "c137"
     assert (error.line, error.column) == (4, 3)
+
+
+@pytest.mark.parametrize("position", [0, 64, 128, 299])
+async def test_a_circuit_that_is_not_utf8_text_is_named_in_a_large_batch(
+    client: AsyncJobClient, scheduler: LocalScheduler, position: int
+) -> None:
+    """A lone surrogate fails compression before its check: the check's error is raised."""
+    circuits = {f"c{i:03d}": BELL for i in range(300)}
+    circuits[f"c{position:03d}"] = BELL + "// \ud800\n"
+    error = await refused(scheduler, lambda: client.submit_circuits(circuits), ValueError)
+    assert isinstance(error, QasmValidationError) and error.label == f"c{position:03d}"
+
+
+async def test_execution_configuration_that_is_not_json_is_refused_before_sending(
+    client: AsyncJobClient, scheduler: LocalScheduler
+) -> None:
+    from decimal import Decimal
+
+    error = await refused(
+        scheduler,
+        lambda: client.submit_circuits({"a": BELL}, execution_configuration={"x": Decimal("1.5")}),
+        TypeError,
+    )
+    assert isinstance(error, InvalidInputTypeError)
+    assert "execution_configuration" in str(error) and "Decimal" in str(error)
 
 
 async def test_invalid_last_circuit_sends_nothing_though_all_was_compressed(
