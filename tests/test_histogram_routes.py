@@ -21,7 +21,7 @@ from asyncjob import _histogram, _histogram_np
 from asyncjob._errors import ProtocolError
 from asyncjob._histogram import _decode, decode_histogram, encode_histogram
 
-from .test_histogram import mutated, mutations
+from .test_histogram import mutated, mutations, uleb
 
 VECTORS: dict[str, list[dict[str, Any]]] = json.loads(
     (Path(__file__).parent / "data" / "qh.json").read_text()
@@ -79,20 +79,11 @@ def test_the_numpy_route_decodes_what_it_can_itself(case: tuple[int, dict[str, i
     if not histogram or n_bits > _histogram_np.MAX_WIDTH:
         return  # outside its domain: it hands these to the pure route (tested above)
     blob = base64.b64decode(str(encode_histogram(histogram, n_bits)["payload"]))
-    pos = 4 if n_bits <= 255 else 3 + len(_uleb(n_bits))
+    pos = 4 if n_bits <= 255 else 3 + len(uleb(n_bits))
     unique, pos = _histogram._read_varint(blob, pos, 10, "")
     shots, pos = _histogram._read_varint(blob, pos, 10, "")
     _, pos = _histogram._read_varint(blob, pos, 10, "")
     assert _histogram_np.decode_body(blob, pos, n_bits, unique, shots) == histogram
-
-
-def _uleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

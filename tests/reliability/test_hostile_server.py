@@ -43,6 +43,7 @@ from asyncjob import (
 from asyncjob._histogram import encode_histogram
 
 from ..conftest import BELL, fast_retry
+from ..test_histogram import uleb
 from .conftest import TOKEN, Stub, StubFactory, assert_token_free
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -558,15 +559,6 @@ async def test_every_good_histogram_vector_decodes_through_the_results_path(
     async with client_for(server) as client:
         result = await client.get_job_results("j1")
     assert result.results == [{"label": "v", "results": vector["histogram"]}]
-
-
-def uleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 @pytest.mark.parametrize("n_bits", [2**30, 2])
