@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 
 from asyncjob.local import LocalScheduler
@@ -101,12 +102,24 @@ async def new_job(http: aiohttp.ClientSession, job_type: str = "EXECUTE", **fiel
         return job_id
 
 
-async def submit(http: aiohttp.ClientSession, circuits: dict[str, str], **fields: Any) -> str:
-    """Create a job and upload `circuits` as one finalized chunk."""
-    job_id = await new_job(http)
+async def submit(
+    http: aiohttp.ClientSession, circuits: dict[str, str], job_type: str = "EXECUTE", **fields: Any
+) -> str:
+    """Create a job and upload `circuits` as one finalized chunk (`fields` go in the chunk)."""
+    job_id = await new_job(http, job_type)
     async with http.post(f"job/{job_id}/add_circuits/", json=chunk(circuits, **fields)) as r:
         assert r.status == 200, await r.text()
     return job_id
+
+
+async def completed_results(
+    server: LocalScheduler, http: aiohttp.ClientSession, job_id: str
+) -> list[Any]:
+    """Every result of the job, once it has COMPLETED (within 60 s)."""
+    with anyio.fail_after(60):
+        record = await server.wait_for_status(job_id)
+    assert record.status == "COMPLETED", record.error
+    return await all_results(http, job_id)
 
 
 async def all_results(http: aiohttp.ClientSession, job_id: str, limit: int = 100) -> list[Any]:

@@ -12,7 +12,7 @@ import pytest
 from asyncjob._histogram import decode_result
 from asyncjob.local import AerExecutor, CircuitTask
 
-from .conftest import BELL, BELL3, Factory, all_results, chunk, new_job
+from .conftest import BELL, BELL3, Factory, chunk, completed_results, new_job, submit
 
 pytest.importorskip("qiskit_aer")
 
@@ -39,14 +39,8 @@ async def test_bell_counts(make_scheduler: Factory) -> None:
     async with aiohttp.ClientSession(
         server.base_url, headers={"Authorization": f"Bearer {server.token}"}
     ) as http:
-        job_id = await new_job(http)
-        body = chunk({"bell2": BELL, "bell3": BELL3}, shots=2000)
-        async with http.post(f"job/{job_id}/add_circuits/", json=body) as r:
-            assert r.status == 200, await r.text()
-        with anyio.fail_after(60):
-            record = await server.wait_for_status(job_id)
-        assert record.status == "COMPLETED", record.error
-        results = await all_results(http, job_id)
+        job_id = await submit(http, {"bell2": BELL, "bell3": BELL3}, shots=2000)
+        results = await completed_results(server, http, job_id)
     assert [r["label"] for r in results] == ["bell2", "bell3"]
     for result in results:
         counts = decode_result(result["results"])
@@ -61,14 +55,10 @@ async def test_bell_expectations(make_scheduler: Factory) -> None:
     async with aiohttp.ClientSession(
         server.base_url, headers={"Authorization": f"Bearer {server.token}"}
     ) as http:
-        job_id = await new_job(http, "EXPECTATION")
-        body = chunk({"bell": BELL, "bell3": BELL3}, observables=compress("ZZ;XX;YY;ZI;II"))
-        async with http.post(f"job/{job_id}/add_circuits/", json=body) as r:
-            assert r.status == 200, await r.text()
-        with anyio.fail_after(60):
-            record = await server.wait_for_status(job_id)
-        assert record.status == "COMPLETED", record.error
-        results = await all_results(http, job_id)
+        observables = compress("ZZ;XX;YY;ZI;II")
+        circuits = {"bell": BELL, "bell3": BELL3}
+        job_id = await submit(http, circuits, "EXPECTATION", observables=observables)
+        results = await completed_results(server, http, job_id)
     for result in results:
         values = result["results"]
         assert values["ZZ"] == pytest.approx(1.0)

@@ -11,14 +11,13 @@ import threading
 from typing import Any
 
 import aiohttp
-import anyio
 import pytest
 
 from asyncjob._histogram import decode_result
 from asyncjob.local import AerExecutor, CircuitTask, Counts, ExecutionAborted, Expectations, _aer
 from asyncjob.local._aer import CALL_BUDGET_US, estimate_cost, load
 
-from .conftest import BELL, Factory, all_results, chunk, new_job
+from .conftest import BELL, Factory, completed_results, submit
 
 pytest.importorskip("qiskit_aer")
 
@@ -300,14 +299,8 @@ async def test_shot_groups_through_the_scheduler(make_scheduler: Factory) -> Non
     async with aiohttp.ClientSession(
         server.base_url, headers={"Authorization": f"Bearer {server.token}"}
     ) as http:
-        job_id = await new_job(http)
-        body = chunk(circuits, shot_groups=groups)
-        async with http.post(f"job/{job_id}/add_circuits/", json=body) as r:
-            assert r.status == 200, await r.text()
-        with anyio.fail_after(60):
-            record = await server.wait_for_status(job_id)
-        assert record.status == "COMPLETED", record.error
-        results = await all_results(http, job_id)
+        job_id = await submit(http, circuits, shot_groups=groups)
+        results = await completed_results(server, http, job_id)
     assert [r["label"] for r in results] == list(circuits)
     shots = [300, 300, 40, 300, 300, 300]
     assert [decode_result(r["results"]) for r in results] == [
