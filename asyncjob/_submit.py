@@ -80,13 +80,10 @@ class Submitter:
         """
         if len(submission.labels) > THREAD_THRESHOLD:
             return None
+        bodies = self._checked(submission)
+        if bodies is not None:
+            return bodies
         limits = self._ctx.config.limits
-        full = self._ctx.config.full_qasm_check
-        if submission.pieces is not None:
-            check_pieces(submission.pieces, full=full)
-            return template_bodies(submission, limits.max_payload_bytes, limits.chunk_bytes)
-        _qasm.check_batch(list(zip(submission.labels, submission.sources, strict=True)), full=full)
-        submission.check_sizes(limits.max_payload_bytes)
         return _bodies(submission, encode_all(submission.sources), 0, 0, True, limits)
 
     async def submit(
@@ -213,21 +210,21 @@ class Submitter:
         A batch with parametric circuits gets all its chunk bodies built here
         (templates are compressed once, rows are cheap), and returned.
         """
+        if len(submission.labels) <= THREAD_THRESHOLD:
+            return self._checked(submission)
+        return await anyio.to_thread.run_sync(self._checked, submission, abandon_on_cancel=True)
+
+    def _checked(self, submission: Submission) -> list[dict[str, Any]] | None:
+        """Check the batch; a parametric one's chunk bodies (built here), None for a plain one."""
         limits = self._ctx.config.limits
         full = self._ctx.config.full_qasm_check
-
-        def validate() -> list[dict[str, Any]] | None:
-            if submission.pieces is not None:
-                check_pieces(submission.pieces, full=full)
-                return template_bodies(submission, limits.max_payload_bytes, limits.chunk_bytes)
-            items = list(zip(submission.labels, submission.sources, strict=True))
-            _qasm.check_batch(items, full=full)
-            submission.check_sizes(limits.max_payload_bytes)
-            return None
-
-        if len(submission.labels) <= THREAD_THRESHOLD:
-            return validate()
-        return await anyio.to_thread.run_sync(validate, abandon_on_cancel=True)
+        if submission.pieces is not None:
+            check_pieces(submission.pieces, full=full)
+            return template_bodies(submission, limits.max_payload_bytes, limits.chunk_bytes)
+        items = list(zip(submission.labels, submission.sources, strict=True))
+        _qasm.check_batch(items, full=full)
+        submission.check_sizes(limits.max_payload_bytes)
+        return None
 
     async def _hand_over(
         self, bodies: list[dict[str, Any]], key: str, send: MemoryObjectSendStream[PendingChunk]
