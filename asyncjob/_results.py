@@ -297,46 +297,47 @@ async def _decoded_page(
     """
     if len(response.text) > _DECODE_IN_THREAD:
 
-        def decode(results: list[dict[str, Any]]) -> list[object]:
+        def decode(raw: list[object]) -> list[object]:
             values: list[object] = []
-            for start in range(0, len(results), _ENTRIES_PER_STEP):
-                values += _decoded(results[start : start + _ENTRIES_PER_STEP])
+            for start in range(0, len(raw), _ENTRIES_PER_STEP):
+                values += map(decode_result, raw[start : start + _ENTRIES_PER_STEP])
                 time.sleep(0)  # releases the GIL
             return values
 
-        data, results = await anyio.to_thread.run_sync(
+        data, labels, raw = await anyio.to_thread.run_sync(
             _page_results, response, job_id, abandon_on_cancel=True, limiter=decoding
         )
-        labels = list(map(itemgetter("label"), results))
         if check is not None:
             check(labels)
         values = await anyio.to_thread.run_sync(
-            decode, results, abandon_on_cancel=True, limiter=decoding
+            decode, raw, abandon_on_cancel=True, limiter=decoding
         )
         return data, _Decoded(labels, values)
-    data, results = _page_results(response, job_id)
-    labels = list(map(itemgetter("label"), results))
+    data, labels, raw = _page_results(response, job_id)
     if check is not None:
         check(labels)
-    values = _decoded(results[:_ENTRIES_PER_STEP])
-    for start in range(_ENTRIES_PER_STEP, len(results), _ENTRIES_PER_STEP):
+    values = list(map(decode_result, raw[:_ENTRIES_PER_STEP]))
+    for start in range(_ENTRIES_PER_STEP, len(raw), _ENTRIES_PER_STEP):
         await anyio.lowlevel.checkpoint()
-        values += _decoded(results[start : start + _ENTRIES_PER_STEP])
+        values += map(decode_result, raw[start : start + _ENTRIES_PER_STEP])
     return data, _Decoded(labels, values)
 
 
-def _page_results(response: Response, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A results page's JSON and its `results` list, each entry a dict with a str label."""
+def _page_results(
+    response: Response, job_id: str
+) -> tuple[dict[str, Any], list[str], list[object]]:
+    """A results page's JSON without its `results`, and their labels and result objects.
+
+    The entries' dicts are dropped at once: kept while the page is decoded,
+    thousands of them (a dict holding a dict is tracked by the garbage
+    collector) would be promoted by the collections that run meanwhile, and
+    bring on full collections in the middle of a fetch.
+    """
     data = response.json()
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         raise ProtocolError(f"{response.method} {response.path}: results page has no list")
-    results: list[dict[str, Any]] = data["results"]
-    for entry in results:
+    entries: list[Any] = data.pop("results")
+    for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
             raise ProtocolError(f"job {job_id}: malformed result entry")
-    return data, results
-
-
-def _decoded(results: list[dict[str, Any]]) -> list[object]:
-    """The `results` objects of a page's entries, histograms decoded."""
-    return [decode_result(entry.get("results")) for entry in results]
+    return data, list(map(itemgetter("label"), entries)), [e.get("results") for e in entries]
