@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from itertools import islice
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -73,7 +74,7 @@ class ResultsFetcher:
                 raise ProtocolError(
                     f"job {job_id}: the server counts {count} results but sent {len(entries)}"
                 )
-            results = entries.in_order(job_id, expected)
+            results = await entries.in_order(job_id, expected)
         if self._ctx.config.journal_results:
             self._ctx.log(Results(self._ctx.config.base_url, job_id, results))
         run_time = self._ctx.run_times.get(job_id, 0.0)
@@ -246,27 +247,39 @@ class _Decoded:
         self.labels += other.labels
         self.values += other.values
 
-    def in_order(self, job_id: str, expected: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    async def in_order(
+        self, job_id: str, expected: tuple[str, ...] | None
+    ) -> list[dict[str, Any]]:
         """The results, in submission order; missing or unknown labels are refused.
 
-        Only C-level passes besides the final dicts, so tens of thousands of
-        results take a few milliseconds of the event loop.
+        The checks are C-level passes; the dicts are built a few thousand per
+        turn of the event loop (50,000 of them take 8-15 ms).
         """
-        if expected is None:
-            return [
-                {"label": label, "results": value}
-                for label, value in zip(self.labels, self.values, strict=True)
-            ]
-        # Labels are unique (see _new_labels).
-        by_label = dict(zip(self.labels, self.values, strict=True))
-        if len(by_label) != len(expected) or by_label.keys() != set(expected):
-            missing = [label for label in expected if label not in by_label]
-            unknown = sorted(set(by_label) - set(expected))
-            raise ProtocolError(
-                f"job {job_id}: results do not match the submission "
-                f"(missing {missing[:5]}, unknown {unknown[:5]})"
-            )
-        return [{"label": label, "results": by_label[label]} for label in expected]
+        if expected is None or self.labels == list(expected):
+            order: Iterable[str] = self.labels if expected is None else expected
+            values: Iterable[object] = self.values
+        else:
+            # Labels are unique (see _new_labels).
+            by_label = dict(zip(self.labels, self.values, strict=True))
+            if len(by_label) != len(expected) or by_label.keys() != set(expected):
+                missing = [label for label in expected if label not in by_label]
+                unknown = sorted(set(by_label) - set(expected))
+                raise ProtocolError(
+                    f"job {job_id}: results do not match the submission "
+                    f"(missing {missing[:5]}, unknown {unknown[:5]})"
+                )
+            order, values = expected, map(by_label.__getitem__, expected)
+        pairs = zip(order, values, strict=True)
+        results: list[dict[str, Any]] = []
+        while batch := list(islice(pairs, _DICTS_PER_STEP)):
+            if results:
+                await anyio.lowlevel.checkpoint()
+            results += [{"label": label, "results": value} for label, value in batch]
+        return results
+
+
+_DICTS_PER_STEP = 4096
+"""Result dicts built between two yields to the event loop."""
 
 
 _DECODE_IN_THREAD = 256 * 1024
