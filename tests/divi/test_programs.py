@@ -103,7 +103,7 @@ def shot_noise_variance(shots: int) -> np.ndarray:
     Terms of one group come from the same shots, so their covariance counts:
     Var = sum over groups g of (<H_g^2> - <H_g>^2) / shots. divi's
     `return_variance` drops that covariance (its docstring says so), which
-    underestimates this variance 2.5-2.8 times at `PARAMS`.
+    underestimates this variance 2.2-2.9 times at `PARAMS`.
     """
     variance = np.zeros(len(PARAMS))
     for group in qwc_groups():
@@ -129,8 +129,13 @@ def assert_within_shot_noise(ours: Any, shots: list[int]) -> None:
 
 
 def test_divi_variance_drops_intra_group_covariance() -> None:
-    """Why the sampling tests compute their own standard error: divi's is too small."""
-    _, divi_variance = energies(h2_vqe(QiskitSimulator(shots=4000, force_sampling=True)))
+    """Why the sampling tests compute their own standard error: divi's is too small.
+
+    divi's estimate is itself sampled (2.2-2.9x too small over unseeded runs, once
+    1.9x): the simulator is seeded, so the test does not fail at random.
+    """
+    simulator = QiskitSimulator(shots=4000, force_sampling=True, simulation_seed=1)
+    _, divi_variance = energies(h2_vqe(simulator))
     assert np.all(shot_noise_variance(4000) > 2 * np.array(divi_variance))
 
 
