@@ -67,6 +67,19 @@ class PollingPolicy:
     polled every interval. `as_completed` watches only when `max_retries` and
     `deadline` are None.
     """
+    watch_pace: float = attrs.field(default=0.25)
+    """Least seconds from the start of one `as_completed` watch round to the next.
+
+    A round ends as soon as one of its jobs finishes; without a pace, jobs that
+    finish a few at a time cost a round (a request of up to 500 ids and its
+    answer) each. With it, a round collects the jobs that finished meanwhile,
+    for at most this much more delay. 0 starts the next round at once.
+    """
+
+    @watch_pace.validator
+    def _check_watch_pace(self, _: attrs.Attribute[float], value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 60:
+            raise ConfigurationError(f"watch_pace must be >= 0 and < 60 s, got {value!r}")
 
     @backoff.validator
     def _check_backoff(self, _: attrs.Attribute[float], value: float) -> None:

@@ -148,6 +148,7 @@ class StatusFollower:
     ) -> None:
         """Follow `jobs` with `jobs/watch/` long polls; hand each over to `done` with its status.
 
+        Rounds start at least `PollingPolicy.watch_pace` apart.
         A finished job gets its terminal status; jobs the server does not know,
         and every job left if watching turns out impossible or fails, get None:
         they are to be polled one by one (`until_terminal`, which reports their errors).
@@ -157,7 +158,7 @@ class StatusFollower:
         try:
             while jobs and self.can_watch():
                 rounds += 1
-                sent = anyio.current_time()
+                sent = _now()
                 hold = min(policy.delay(rounds), _WATCH_HOLD)
                 watched = await self._watch(list(jobs), hold, settled_only=True)
                 if watched is None:
@@ -172,8 +173,10 @@ class StatusFollower:
                         news = True
                         for handle in jobs.pop(job_id):
                             done(handle, status)
-                if not news:  # a server that answers at once must not be polled in a loop
-                    await anyio.sleep(max(0.0, sent + hold - anyio.current_time()))
+                # The next round starts one pace after this one did, so that it
+                # collects the jobs finished meanwhile; after a round without news,
+                # one hold after (a server that answers at once is not polled in a loop).
+                await _sleep_until(sent + (policy.watch_pace if news else hold))
         except AsyncJobError as exc:
             logger.warning("watching %d jobs failed (%s); polling each", len(jobs), exc)
         for handles in jobs.values():
@@ -199,6 +202,18 @@ class StatusFollower:
         if status.is_terminal:
             remember(self._ctx.run_times, job_id, _run_time(data))
         return status
+
+
+def _now() -> float:
+    """The clock of the watch rounds' pace (a function of its own: tests replace it)."""
+    return anyio.current_time()
+
+
+async def _sleep_until(when: float) -> None:
+    """Sleep until `_now()` reaches `when`; no sleep (nor checkpoint) once it has."""
+    left = when - _now()
+    if left > 0:
+        await anyio.sleep(left)
 
 
 def _run_time(data: object) -> float:

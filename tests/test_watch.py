@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import anyio
+import anyio.lowlevel
 import pytest
 from yarl import URL
 
 from asyncjob import (
     AsyncJobClient,
+    ConfigurationError,
     ExecutionResult,
     JobStatus,
     NotFoundError,
@@ -19,6 +23,7 @@ from asyncjob import (
     ProtocolError,
     Response,
     ServerError,
+    _status,
 )
 
 from .conftest import BASE, TOKEN, CallbackResult, aioresponses, fast_retry
@@ -255,3 +260,58 @@ async def test_as_completed_polls_each_job_when_max_retries_is_set() -> None:
                 got = [o async for o in outcomes]
             assert calls(m, "POST", WATCH) == []
     assert [o.status for o in got] == [JobStatus.COMPLETED]
+
+
+class FakeClock:
+    """The watch rounds' clock (`_status._now` / `_sleep_until`): time moves only by sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep_until(self, when: float) -> None:
+        if when > self.now:
+            self.sleeps.append(when - self.now)
+            self.now = when
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize("pace", [0.25, 0.0])
+async def test_as_completed_starts_watch_rounds_no_more_often_than_the_pace(
+    monkeypatch: pytest.MonkeyPatch, pace: float
+) -> None:
+    """Each answer settles one job at once: rounds still start `watch_pace` apart.
+
+    A round without news is followed one hold (the polling interval) later.
+    """
+    clock = FakeClock()
+    monkeypatch.setattr(_status, "_now", clock.time)
+    monkeypatch.setattr(_status, "_sleep_until", clock.sleep_until)
+    starts: list[float] = []
+
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        ids = json.loads(kwargs["data"])["job_ids"]
+        starts.append(clock.now)
+        if len(starts) == 2:  # the hold ended with nothing settled
+            return CallbackResult(payload={"jobs": {}})
+        return CallbackResult(payload={"jobs": {ids[0]: {"status": "CANCELLED"}}})
+
+    polling = PollingPolicy(interval=2.0, watch_pace=pace)
+    async with AsyncJobClient(BASE, TOKEN, polling=polling) as client:
+        with aioresponses() as m:
+            m.post(WATCH, callback=answer, repeat=True)
+            handles = [ExecutionResult(job_id=f"j{i}") for i in range(4)]
+            async with client.as_completed(handles) as outcomes:
+                got = [o async for o in outcomes]
+    assert len(got) == 4
+    assert [b - a for a, b in itertools.pairwise(starts)] == [pace, 2.0, pace, pace]
+
+
+def test_watch_pace_must_be_a_small_non_negative_number() -> None:
+    assert PollingPolicy().watch_pace == 0.25
+    for bad in (-0.1, 60.0, True, "0.1"):
+        with pytest.raises(ConfigurationError, match="watch_pace"):
+            PollingPolicy(watch_pace=bad)  # type: ignore[arg-type]
