@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -23,6 +24,9 @@ _FETCHERS_PER_CONNECTION = 2
 """Results fetchers per pooled connection: one decodes while another's request is out."""
 _STARTED_AT_ONCE = 64
 """Polling tasks started in one loop iteration."""
+
+_Finished = tuple[ExecutionResult, JobStatus, dict[str, Any] | None]
+"""A watched job that finished: its handle, status, and first results page if it came along."""
 
 
 @attrs.frozen
@@ -55,6 +59,8 @@ async def as_completed(
     send, receive = anyio.create_memory_object_stream[JobOutcome](len(handles) or 1)
     policy = ctx.config.polling
     watch = policy.max_retries is None and policy.deadline is None and follower.can_watch()
+    # Finished jobs' results that fit in one page may come with the watch answer.
+    inline = ctx.config.limits.results_page_size if fetch_results else 0
 
     async def report(
         handle: ExecutionResult, status: JobStatus | None, send: MemoryObjectSendStream[JobOutcome]
@@ -73,27 +79,31 @@ async def as_completed(
                 tg.start_soon(report, handle, None, send.clone())
 
     async def fetcher(
-        finished: MemoryObjectReceiveStream[tuple[ExecutionResult, JobStatus]],
+        finished: MemoryObjectReceiveStream[_Finished],
         send: MemoryObjectSendStream[JobOutcome],
     ) -> None:
         async with send, finished:
-            async for handle, status in finished:
-                outcome = await _outcome(ctx, follower, results, handle, status, fetch_results)
+            async for handle, status, page in finished:
+                outcome = await _outcome(
+                    ctx, follower, results, handle, status, fetch_results, page
+                )
                 send.send_nowait(outcome)  # the buffer holds every job's outcome
 
     async def watcher(
         jobs: dict[str, list[ExecutionResult]],
-        finished: MemoryObjectSendStream[tuple[ExecutionResult, JobStatus]],
+        finished: MemoryObjectSendStream[_Finished],
         send: MemoryObjectSendStream[JobOutcome],
     ) -> None:
-        def done(handle: ExecutionResult, status: JobStatus | None) -> None:
+        def done(
+            handle: ExecutionResult, status: JobStatus | None, page: dict[str, Any] | None
+        ) -> None:
             if status is None:  # to be polled: a task of its own
                 tg.start_soon(report, handle, None, send.clone())
             else:
-                finished.send_nowait((handle, status))
+                finished.send_nowait((handle, status, page))
 
         async with send, finished:
-            await follower.watch_jobs(jobs, done)
+            await follower.watch_jobs(jobs, done, inline=inline)
 
     async with anyio.create_task_group() as tg, receive:
         async with send:
@@ -108,9 +118,9 @@ async def as_completed(
             if polled:
                 tg.start_soon(pollers, polled, send.clone())
             if watched:
-                finished_send, finished_receive = anyio.create_memory_object_stream[
-                    tuple[ExecutionResult, JobStatus]
-                ](math.inf)
+                finished_send, finished_receive = anyio.create_memory_object_stream[_Finished](
+                    math.inf
+                )
                 with finished_send, finished_receive:
                     fetchers = _FETCHERS_PER_CONNECTION * ctx.config.limits.max_connections
                     for _ in range(min(fetchers, len(handles))):
@@ -132,8 +142,12 @@ async def _outcome(
     handle: ExecutionResult,
     status: JobStatus | None,
     fetch_results: bool,
+    page: dict[str, Any] | None = None,
 ) -> JobOutcome:
-    """The job's terminal status (polled when None) and results; errors go in the outcome."""
+    """The job's terminal status (polled when None) and results; errors go in the outcome.
+
+    `page` is the first results page when the watch answer carried it.
+    """
     last = JobStatus.PENDING
     try:
         if status is None:
@@ -141,7 +155,7 @@ async def _outcome(
         last = status
         result = None
         if fetch_results and status is JobStatus.COMPLETED:
-            result = await results.fetch(handle)
+            result = await results.fetch(handle, page)
         return JobOutcome(handle, status, result)
     except (AsyncJobError, ValueError) as exc:
         last = ctx.seen.get(str(getattr(handle, "job_id", "")), last)

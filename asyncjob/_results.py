@@ -32,24 +32,23 @@ class ResultsFetcher:
         self._ctx = ctx
         self._status = status
 
-    async def fetch(self, execution_result: ExecutionResult | str) -> ExecutionResult:
-        """Every results page, decoded, in submission order; see `get_job_results`."""
+    async def fetch(
+        self, execution_result: ExecutionResult | str, first: dict[str, Any] | None = None
+    ) -> ExecutionResult:
+        """Every results page, decoded, in submission order; see `get_job_results`.
+
+        `first` is the first page (offset 0) when the client has it already (a
+        `jobs/watch/` answer carried it): it is checked as if it had been fetched.
+        """
         job_id = job_id_of(execution_result)
         path = job_path(job_id, "resultsV2/")
-        size = self._ctx.config.limits.results_page_size
         with self._ctx.token_scrubbed():
-            try:
-                first = await self._ctx.sender.request(
-                    "GET", path, params={"limit": size, "offset": 0}
-                )
-            except BadRequestError:
-                response, status = await self._status.get_status(job_id)
-                if status is not JobStatus.COMPLETED:
-                    reason = failure_reason(response)
-                    raise JobNotCompleteError(job_id, status.value, reason) from None
-                raise
             decoding = anyio.CapacityLimiter(_DECODING_THREADS)
-            page, entries = await _decoded_page(first, job_id, decoding)
+            page, entries = await _decoded_page(
+                await self._first_page(job_id, path) if first is None else first,
+                job_id,
+                decoding,
+            )
             labels: set[str] = set()
             _new_labels(job_id, labels, entries.labels)
             expected = self._ctx.labels.get(job_id)
@@ -80,6 +79,18 @@ class ResultsFetcher:
         run_time = self._ctx.run_times.get(job_id, 0.0)
         handle = execution_result if isinstance(execution_result, ExecutionResult) else None
         return (handle or ExecutionResult(job_id=job_id)).with_results(results, run_time)
+
+    async def _first_page(self, job_id: str, path: str) -> Response:
+        """The first results page; a refusal tells why when the job is not COMPLETED."""
+        size = self._ctx.config.limits.results_page_size
+        try:
+            return await self._ctx.sender.request("GET", path, params={"limit": size, "offset": 0})
+        except BadRequestError:
+            response, status = await self._status.get_status(job_id)
+            if status is not JobStatus.COMPLETED:
+                reason = failure_reason(response)
+                raise JobNotCompleteError(job_id, status.value, reason) from None
+            raise
 
     async def _fetch_pages(
         self,
@@ -291,7 +302,7 @@ _ENTRIES_PER_STEP = 16
 
 
 async def _decoded_page(
-    response: Response,
+    response: Response | dict[str, Any],
     job_id: str,
     decoding: anyio.CapacityLimiter,
     check: Callable[[list[str]], None] | None = None,
@@ -308,7 +319,7 @@ async def _decoded_page(
     a thread that keeps the GIL makes the event loop wait a whole switch
     interval (5 ms) for it.
     """
-    if len(response.text) > _DECODE_IN_THREAD:
+    if isinstance(response, Response) and len(response.text) > _DECODE_IN_THREAD:
 
         def decode(raw: list[object]) -> list[object]:
             values: list[object] = []
@@ -337,18 +348,23 @@ async def _decoded_page(
 
 
 def _page_results(
-    response: Response, job_id: str
+    response: Response | dict[str, Any], job_id: str
 ) -> tuple[dict[str, Any], list[str], list[object]]:
-    """A results page's JSON without its `results`, and their labels and result objects.
+    """A results page's JSON (read, or given parsed) without `results`; their labels and objects.
 
     The entries' dicts are dropped at once: kept while the page is decoded,
     thousands of them (a dict holding a dict is tracked by the garbage
     collector) would be promoted by the collections that run meanwhile, and
     bring on full collections in the middle of a fetch.
     """
-    data = response.json()
+    data = response.json() if isinstance(response, Response) else response
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        raise ProtocolError(f"{response.method} {response.path}: results page has no list")
+        where = (
+            f"{response.method} {response.path}"
+            if isinstance(response, Response)
+            else f"job {job_id}: the results page of a jobs/watch/ answer"
+        )
+        raise ProtocolError(f"{where}: results page has no list")
     entries: list[Any] = data.pop("results")
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):

@@ -117,19 +117,22 @@ class StatusFollower:
         return self._ctx.config.polling.watch and not self._missing
 
     async def _watch(
-        self, job_ids: list[str], hold: float, *, settled_only: bool = False
+        self, job_ids: list[str], hold: float, *, settled_only: bool = False, inline: int = 0
     ) -> _Watched | None:
         """One `jobs/watch/` long poll (an extension): each job's status, None if unknown.
 
         With `settled_only`, the server may leave out jobs that are not settled
         (neither terminal nor unknown): hundreds of running jobs are then not
-        sent back, and parsed, at every round. Returns None, and stops trying,
-        when the server does not have the extension (an error status or an
-        answer of another shape).
+        sent back, and parsed, at every round. With `inline` > 0, a COMPLETED
+        job with at most that many results may carry them (`results_page`).
+        Returns None, and stops trying, when the server does not have the
+        extension (an error status or an answer of another shape).
         """
         body: dict[str, Any] = {"job_ids": job_ids, "timeout": hold}
         if settled_only:
             body["settled_only"] = True
+        if inline:
+            body["inline_results"] = inline
         try:
             response = await self._ctx.sender.request("POST", "jobs/watch/", body=body, hold=hold)
             entries = _Watched.parse(response, job_ids, partial=settled_only)
@@ -144,14 +147,18 @@ class StatusFollower:
     async def watch_jobs(
         self,
         jobs: dict[str, list[ExecutionResult]],
-        done: Callable[[ExecutionResult, JobStatus | None], None],
+        done: Callable[[ExecutionResult, JobStatus | None, dict[str, Any] | None], None],
+        *,
+        inline: int = 0,
     ) -> None:
         """Follow `jobs` with `jobs/watch/` long polls; hand each over to `done` with its status.
 
         Rounds start at least `PollingPolicy.watch_pace` apart.
-        A finished job gets its terminal status; jobs the server does not know,
-        and every job left if watching turns out impossible or fails, get None:
-        they are to be polled one by one (`until_terminal`, which reports their errors).
+        A finished job gets its terminal status, and its first results page when
+        the answer carried one (`inline` > 0 asks for those, see `_watch`), else
+        None; jobs the server does not know, and every job left if watching
+        turns out impossible or fails, get None as status: they are to be
+        polled one by one (`until_terminal`, which reports their errors).
         """
         policy = self._ctx.config.polling
         rounds = 0
@@ -160,7 +167,7 @@ class StatusFollower:
                 rounds += 1
                 sent = _now()
                 hold = min(policy.delay(rounds), _WATCH_HOLD)
-                watched = await self._watch(list(jobs), hold, settled_only=True)
+                watched = await self._watch(list(jobs), hold, settled_only=True, inline=inline)
                 if watched is None:
                     break
                 news = False
@@ -171,8 +178,9 @@ class StatusFollower:
                     status = None if entry is None else self._note_status(job_id, entry, where)
                     if status is None or status.is_terminal:
                         news = True
+                        page = _inline_page(entry) if status is JobStatus.COMPLETED else None
                         for handle in jobs.pop(job_id):
-                            done(handle, status)
+                            done(handle, status, page)
                 # The next round starts one pace after this one did, so that it
                 # collects the jobs finished meanwhile; after a round without news,
                 # one hold after (a server that answers at once is not polled in a loop).
@@ -181,7 +189,7 @@ class StatusFollower:
             logger.warning("watching %d jobs failed (%s); polling each", len(jobs), exc)
         for handles in jobs.values():
             for handle in handles:
-                done(handle, None)
+                done(handle, None, None)
 
     async def until_terminal(self, handle: ExecutionResult) -> JobStatus:
         """Poll the job until its status is terminal."""
@@ -202,6 +210,12 @@ class StatusFollower:
         if status.is_terminal:
             remember(self._ctx.run_times, job_id, _run_time(data))
         return status
+
+
+def _inline_page(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The results page a watch entry carries (`inline_results`); None if none or not a dict."""
+    page = None if entry is None else entry.get("results_page")
+    return page if isinstance(page, dict) else None
 
 
 def _now() -> float:

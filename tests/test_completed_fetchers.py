@@ -37,12 +37,14 @@ async def test_results_of_a_burst_of_finished_jobs_are_fetched_by_a_few_tasks() 
                 most = 0
                 fetch = client._results.fetch
 
-                async def counted(handle: ExecutionResult | str) -> ExecutionResult:
+                async def counted(
+                    handle: ExecutionResult | str, first: dict[str, Any] | None = None
+                ) -> ExecutionResult:
                     nonlocal fetching, most
                     fetching += 1
                     most = max(most, fetching)
                     try:
-                        return await fetch(handle)
+                        return await fetch(handle, first)
                     finally:
                         fetching -= 1
 

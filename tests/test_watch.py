@@ -315,3 +315,98 @@ def test_watch_pace_must_be_a_small_non_negative_number() -> None:
     for bad in (-0.1, 60.0, True, "0.1"):
         with pytest.raises(ConfigurationError, match="watch_pace"):
             PollingPolicy(watch_pace=bad)  # type: ignore[arg-type]
+
+
+# -- results inline in the watch answer (`inline_results`) --------------------
+
+
+def finished_with(page: object) -> dict[str, Any]:
+    """A watch answer: j1 COMPLETED, carrying `page` as its results page unless it is None."""
+    entry: dict[str, Any] = {"job_id": "j1", "status": "COMPLETED"}
+    if page is not None:
+        entry["results_page"] = page
+    return {"jobs": {"j1": entry}}
+
+
+ONE_PAGE = {"count": 2, "next": None, "results": [histogram_entry("b", {"01": 3})]}
+
+
+async def test_as_completed_takes_results_the_watch_answer_carries_without_a_request(
+    client: AsyncJobClient,
+) -> None:
+    page = {
+        "count": 2,
+        "next": None,
+        "results": [histogram_entry("b", {"01": 3}), histogram_entry("a", {"1": 2})],
+    }
+    client._ctx.labels["j1"] = ("a", "b")
+    with aioresponses() as m:
+        m.post(WATCH, payload=finished_with(page))
+        async with client.as_completed([ExecutionResult(job_id="j1")]) as outcomes:
+            got = [o async for o in outcomes]
+        body = sent_body(calls(m, "POST", WATCH)[0])
+        assert calls(m, "GET", results_url()) == []
+    assert body["inline_results"] == 100  # the results page size
+    assert got[0].error is None and got[0].result is not None
+    assert [r["label"] for r in got[0].result.results] == ["a", "b"]  # submission order
+    assert got[0].result.results[1]["results"] == {"01": 3}
+
+
+@pytest.mark.parametrize("page", [None, "a page", ["a", "page"]], ids=["absent", "str", "list"])
+async def test_as_completed_fetches_results_the_watch_answer_does_not_carry(
+    client: AsyncJobClient, page: object
+) -> None:
+    """A server without `inline_results` (or with a page of another shape): one GET."""
+    with aioresponses() as m:
+        m.post(WATCH, payload=finished_with(page))
+        m.get(results_url(), payload={"next": None, "results": [histogram_entry("a", {"1": 2})]})
+        async with client.as_completed([ExecutionResult(job_id="j1")]) as outcomes:
+            got = [o async for o in outcomes]
+        assert len(calls(m, "GET", results_url())) == 1
+    assert got[0].error is None and got[0].result is not None
+    assert got[0].result.results == [{"label": "a", "results": {"1": 2}}]
+
+
+async def test_an_inline_page_of_part_of_the_results_is_completed_by_requests(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, payload=finished_with(ONE_PAGE))
+        m.get(
+            results_url(offset=1, limit=1),
+            payload={"count": 2, "next": None, "results": [histogram_entry("a", {"1": 2})]},
+        )
+        async with client.as_completed([ExecutionResult(job_id="j1")]) as outcomes:
+            got = [o async for o in outcomes]
+    assert got[0].error is None and got[0].result is not None
+    assert sorted(r["label"] for r in got[0].result.results) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "page",
+    [{"count": 1, "next": None}, {"count": 1, "next": None, "results": [{"label": 7}]}],
+    ids=["no results list", "bad entry"],
+)
+async def test_a_malformed_inline_page_is_a_protocol_error_of_that_job(
+    client: AsyncJobClient, page: dict[str, Any]
+) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, payload=finished_with(page))
+        async with client.as_completed([ExecutionResult(job_id="j1")]) as outcomes:
+            got = [o async for o in outcomes]
+    assert got[0].status is JobStatus.COMPLETED
+    assert isinstance(got[0].error, ProtocolError)
+
+
+async def test_no_results_are_asked_inline_when_they_are_not_fetched(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.post(WATCH, payload=finished_with(None))
+        async with client.as_completed(
+            [ExecutionResult(job_id="j1")], fetch_results=False
+        ) as outcomes:
+            got = [o async for o in outcomes]
+        body = sent_body(calls(m, "POST", WATCH)[0])
+    assert "inline_results" not in body
+    assert got[0].status is JobStatus.COMPLETED and got[0].result is None

@@ -37,6 +37,8 @@ MAX_WATCH_JOBS = 1000
 """Most jobs one `jobs/watch/` request may list."""
 MAX_WATCH_SECONDS = 60.0
 """Longest a `jobs/watch/` request is held; a longer `timeout` is clamped."""
+MAX_INLINE_RESULTS = 1000
+"""Most results one `jobs/watch/` answer carries inline (`inline_results`), all jobs together."""
 SIMULATOR_CLUSTERS: list[dict[str, Any]] = [
     {"name": "qoro_maestro", "access_level": "PUBLIC", "minimum_tier": "FREE"}
 ]
@@ -267,6 +269,10 @@ class _Routes:
         Held until a listed job is terminal or unknown, or `timeout` seconds
         pass; the answer maps every listed id to its status body (null: unknown),
         or with `"settled_only": true` only the ids of jobs terminal or unknown.
+        With `"inline_results": n`, a COMPLETED job with at most n results also
+        carries them as `results_page` (its first `resultsV2/` page of size n),
+        up to `MAX_INLINE_RESULTS` results in the answer: the client then needs
+        no results request for it.
         """
         body = await self._json_body(request)
         ids = body.get("job_ids")
@@ -282,6 +288,9 @@ class _Routes:
         settled_only = body.get("settled_only", False)
         if not isinstance(settled_only, bool):
             raise BadRequest("settled_only must be true or false")
+        inline = body.get("inline_results", 0)
+        if isinstance(inline, bool) or not isinstance(inline, int) or inline < 0:
+            raise BadRequest("inline_results must be an integer >= 0")
         store = self.state.store
 
         def settled() -> bool:
@@ -293,6 +302,14 @@ class _Routes:
             for job_id in ids
             if (job := store.get(job_id)) is None or job.terminal or not settled_only
         }
+        budget = MAX_INLINE_RESULTS
+        for job_id, entry in jobs.items():
+            job = store.get(job_id)
+            if entry is None or job is None or job.status != "COMPLETED" or job.results is None:
+                continue
+            if inline and len(job.results) <= min(inline, budget):
+                entry["results_page"] = self._results_page(request, job, job.results, inline, 0)
+                budget -= len(job.results)
         return web.json_response({"jobs": jobs})
 
     def _status_body(self, job: Job) -> dict[str, Any]:
@@ -322,19 +339,24 @@ class _Routes:
             )
         limit = self._query_int(request, "limit", 100, minimum=1)
         offset = self._query_int(request, "offset", 0, minimum=0)
-        count = len(job.results)
+        return web.json_response(self._results_page(request, job, job.results, limit, offset))
+
+    @staticmethod
+    def _results_page(
+        request: web.Request, job: Job, results: list[Any], limit: int, offset: int
+    ) -> dict[str, Any]:
+        """The `resultsV2/` page of `limit` results from `offset`, with its links."""
+        count = len(results)
         base = f"{request.url.origin()}{API_PREFIX}job/{quote(job.id, safe='')}/resultsV2/"
         following = offset + limit
-        return web.json_response(
-            {
-                "count": count,
-                "next": f"{base}?limit={limit}&offset={following}" if following < count else None,
-                "previous": (
-                    f"{base}?limit={limit}&offset={max(0, offset - limit)}" if offset > 0 else None
-                ),
-                "results": job.results[offset:following],
-            }
-        )
+        return {
+            "count": count,
+            "next": f"{base}?limit={limit}&offset={following}" if following < count else None,
+            "previous": (
+                f"{base}?limit={limit}&offset={max(0, offset - limit)}" if offset > 0 else None
+            ),
+            "results": results[offset:following],
+        }
 
     @staticmethod
     def _query_int(request: web.Request, name: str, default: int, *, minimum: int) -> int:

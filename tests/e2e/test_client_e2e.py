@@ -156,10 +156,13 @@ async def test_as_completed_watches_many_jobs_with_few_requests() -> None:
         with anyio.fail_after(20):  # one 30 s interval would trip this: finishes end rounds
             async with client.as_completed(handles) as outcomes:
                 done = [o async for o in outcomes]
-        by_endpoint = scheduler.stats.requests_by_endpoint
+        by_endpoint = dict(scheduler.stats.requests_by_endpoint)
+        fetched = await client.get_job_results(done[0].handle)
     assert all(o.status is JobStatus.COMPLETED and o.result is not None for o in done)
+    assert done[0].result is not None and done[0].result.results == fetched.results
     assert len(done) == 20
     assert "status" not in by_endpoint
+    assert "results" not in by_endpoint  # each came with the watch answer (`inline_results`)
     assert 1 <= by_endpoint["watch"] <= 20  # one round per finish at most, never per job
 
 
@@ -175,6 +178,7 @@ async def test_as_completed_against_a_server_without_watch() -> None:
     assert all(o.status is JobStatus.COMPLETED and o.result is not None for o in done)
     assert by_endpoint["other"] == 1  # the one jobs/watch/ that found no route
     assert by_endpoint["status"] >= 3
+    assert by_endpoint["results"] == 3
 
 
 async def test_a_long_poll_outlasts_the_request_timeout() -> None:

@@ -8,9 +8,9 @@ import aiohttp
 import anyio
 import pytest
 
-from asyncjob.local import LocalScheduler
+from asyncjob.local import LocalScheduler, _routes
 
-from .conftest import BELL, TOKEN, Factory, submit
+from .conftest import BELL, TOKEN, Factory, completed_results, submit
 
 
 async def watch(
@@ -40,6 +40,9 @@ def session(scheduler: LocalScheduler) -> aiohttp.ClientSession:
         {"job_ids": ["j"], "timeout": "5"},
         {"job_ids": ["j"], "timeout": True},
         {"job_ids": ["j"], "settled_only": "yes"},
+        {"job_ids": ["j"], "inline_results": -1},
+        {"job_ids": ["j"], "inline_results": 1.5},
+        {"job_ids": ["j"], "inline_results": True},
     ],
     ids=[
         "no ids",
@@ -51,6 +54,9 @@ def session(scheduler: LocalScheduler) -> aiohttp.ClientSession:
         "text",
         "bool",
         "settled_only not a bool",
+        "inline_results negative",
+        "inline_results a float",
+        "inline_results a bool",
     ],
 )
 async def test_bad_requests_are_400(http: aiohttp.ClientSession, body: dict[str, Any]) -> None:
@@ -148,3 +154,42 @@ async def test_needs_the_token(server: LocalScheduler) -> None:
     async with aiohttp.ClientSession(server.base_url) as http:
         answer = await watch(http, {"job_ids": ["j"]}, expect=401)
     assert TOKEN not in str(answer)
+
+
+async def test_inline_results_carries_small_completed_jobs_first_page(
+    server: LocalScheduler, http: aiohttp.ClientSession
+) -> None:
+    two = await submit(http, {"a": BELL, "b": BELL})
+    three = await submit(http, {"a": BELL, "b": BELL, "c": BELL})
+    for job_id in (two, three):
+        await completed_results(server, http, job_id)
+    ids = [two, three, "nope"]
+    answer = await watch(http, {"job_ids": ids, "timeout": 0, "inline_results": 2})
+    async with http.get(f"job/{two}/resultsV2/?limit=2&offset=0") as response:
+        assert answer["jobs"][two]["results_page"] == await response.json()
+    assert "results_page" not in answer["jobs"][three]  # more results than asked for
+    assert answer["jobs"]["nope"] is None
+    plain = await watch(http, {"job_ids": ids, "timeout": 0})
+    assert all("results_page" not in plain["jobs"][job_id] for job_id in (two, three))
+
+
+async def test_inline_results_stop_at_the_answers_budget(
+    server: LocalScheduler, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_routes, "MAX_INLINE_RESULTS", 3)
+    jobs = [await submit(http, {"a": BELL, "b": BELL}) for _ in range(3)]
+    for job_id in jobs:
+        await completed_results(server, http, job_id)
+    answer = await watch(http, {"job_ids": jobs, "timeout": 0, "inline_results": 2})
+    assert ["results_page" in answer["jobs"][job_id] for job_id in jobs] == [True, False, False]
+
+
+async def test_inline_results_leave_out_jobs_not_completed(make_scheduler: Factory) -> None:
+    scheduler = await make_scheduler(job_duration=3600)
+    async with session(scheduler) as http:
+        job_id = await submit(http, {"a": BELL})
+        async with http.post(f"job/{job_id}/cancel/") as response:
+            assert response.status == 200, await response.text()
+        answer = await watch(http, {"job_ids": [job_id], "timeout": 0, "inline_results": 5})
+    assert answer["jobs"][job_id]["status"] == "CANCELLED"
+    assert "results_page" not in answer["jobs"][job_id]
