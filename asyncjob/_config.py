@@ -73,7 +73,8 @@ class PollingPolicy:
     A round ends as soon as one of its jobs finishes; without a pace, jobs that
     finish a few at a time cost a round (a request of up to 500 ids and its
     answer) each. With it, a round collects the jobs that finished meanwhile,
-    for at most this much more delay. 0 starts the next round at once.
+    for at most this much more delay (plus a round trip). 0 starts the next
+    round at once; at most 60 s. Client option `watch_pace`.
     """
 
     @watch_pace.validator
@@ -157,6 +158,7 @@ class ClientConfig:
         "max_retries",
         "deadline",
         "watch",
+        "watch_pace",
         "limits",
         "max_connections",
         "upload_concurrency",
@@ -212,6 +214,7 @@ class ClientConfig:
                     "max_retries": "max_retries",
                     "deadline": "deadline",
                     "watch": "watch",
+                    "watch_pace": "watch_pace",
                 },
             ),
         )

@@ -357,12 +357,13 @@ def _page_results(
     collector) would be promoted by the collections that run meanwhile, and
     bring on full collections in the middle of a fetch.
     """
-    data = response.json() if isinstance(response, Response) else response
+    # A given page (from a watch answer) may serve several handles of one job: copied.
+    data = response.json() if isinstance(response, Response) else dict(response)
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         where = (
             f"{response.method} {response.path}"
             if isinstance(response, Response)
-            else f"job {job_id}: the results page of a jobs/watch/ answer"
+            else f"job {job_id}: a jobs/watch/ answer"
         )
         raise ProtocolError(f"{where}: results page has no list")
     entries: list[Any] = data.pop("results")

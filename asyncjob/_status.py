@@ -32,6 +32,9 @@ _NOTED_AT_ONCE = 100
 """Entries of a watch answer noted (and handed over) in one loop iteration."""
 _NO_WATCH = (400, 403, 404, 405, 410, 501)
 """Answers to `jobs/watch/` that mean the server does not have the extension."""
+INLINE_RESULTS_MAX = 100
+"""Most results a job may have to come inline in a watch answer (`inline_results`):
+a round names up to 500 jobs, and one answer must stay far below `max_response_bytes`."""
 
 
 class StatusFollower:
@@ -41,6 +44,8 @@ class StatusFollower:
         self._ctx = ctx
         self._missing = False
         """True once the server showed it has no `jobs/watch/` extension."""
+        self._no_inline = False
+        """True once a watch answer with results inline failed (refused, or too large)."""
 
     async def poll(
         self,
@@ -131,18 +136,31 @@ class StatusFollower:
         body: dict[str, Any] = {"job_ids": job_ids, "timeout": hold}
         if settled_only:
             body["settled_only"] = True
+        inline = 0 if self._no_inline else min(inline, INLINE_RESULTS_MAX)
         if inline:
             body["inline_results"] = inline
         try:
             response = await self._ctx.sender.request("POST", "jobs/watch/", body=body, hold=hold)
-            entries = _Watched.parse(response, job_ids, partial=settled_only)
         except (HTTPStatusError, ProtocolError) as exc:
             if isinstance(exc, HTTPStatusError) and exc.status_code not in _NO_WATCH:
                 raise  # 401, 429 or 5xx after retries: trouble, not a missing extension
-            logger.debug("no jobs/watch/ extension (%s); polling each job", exc)
-            self._missing = True
+            if not inline:
+                self._no_watch(exc)
+                return None
+            # Refused, or too large, with results inline: ask again without them.
+            logger.debug("jobs/watch/ with inline results failed (%s); without them", exc)
+            self._no_inline = True
+            return await self._watch(job_ids, hold, settled_only=settled_only)
+        try:
+            return _Watched.parse(response, job_ids, partial=settled_only)
+        except ProtocolError as exc:
+            self._no_watch(exc)
             return None
-        return entries
+
+    def _no_watch(self, exc: Exception) -> None:
+        """Note that the server has no `jobs/watch/` extension: jobs are polled from now on."""
+        logger.debug("no jobs/watch/ extension (%s); polling each job", exc)
+        self._missing = True
 
     async def watch_jobs(
         self,
@@ -181,6 +199,8 @@ class StatusFollower:
                         page = _inline_page(entry) if status is JobStatus.COMPLETED else None
                         for handle in jobs.pop(job_id):
                             done(handle, status, page)
+                if not jobs:
+                    break
                 # The next round starts one pace after this one did, so that it
                 # collects the jobs finished meanwhile; after a round without news,
                 # one hold after (a server that answers at once is not polled in a loop).

@@ -18,6 +18,7 @@ from asyncjob import (
     ConfigurationError,
     ExecutionResult,
     JobStatus,
+    Limits,
     NotFoundError,
     PollingPolicy,
     ProtocolError,
@@ -308,6 +309,8 @@ async def test_as_completed_starts_watch_rounds_no_more_often_than_the_pace(
                 got = [o async for o in outcomes]
     assert len(got) == 4
     assert [b - a for a, b in itertools.pairwise(starts)] == [pace, 2.0, pace, pace]
+    # The round that settled the last job is not followed by a pace: the iteration ends.
+    assert clock.now == starts[-1]
 
 
 def test_watch_pace_must_be_a_small_non_negative_number() -> None:
@@ -315,6 +318,7 @@ def test_watch_pace_must_be_a_small_non_negative_number() -> None:
     for bad in (-0.1, 60.0, True, "0.1"):
         with pytest.raises(ConfigurationError, match="watch_pace"):
             PollingPolicy(watch_pace=bad)  # type: ignore[arg-type]
+    assert AsyncJobClient(BASE, TOKEN, watch_pace=0.5).config.polling.watch_pace == 0.5
 
 
 # -- results inline in the watch answer (`inline_results`) --------------------
@@ -410,3 +414,72 @@ async def test_no_results_are_asked_inline_when_they_are_not_fetched(
         body = sent_body(calls(m, "POST", WATCH)[0])
     assert "inline_results" not in body
     assert got[0].status is JobStatus.COMPLETED and got[0].result is None
+
+
+async def test_two_handles_of_one_job_both_take_the_inline_page(client: AsyncJobClient) -> None:
+    """The page a watch answer carries serves every handle of its job (it is not consumed)."""
+    handles = [ExecutionResult(job_id="j1"), ExecutionResult(job_id="j1")]
+    with aioresponses() as m:
+        m.post(WATCH, payload=finished_with({**ONE_PAGE, "count": 1}))
+        async with client.as_completed(handles) as outcomes:
+            got = [o async for o in outcomes]
+        assert calls(m, "GET", results_url()) == []
+    assert [o.error for o in got] == [None, None]
+    assert [o.result.results for o in got if o.result] == [
+        [{"label": "b", "results": {"01": 3}}]
+    ] * 2
+
+
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        ({"count": 2, "next": None, "results": [histogram_entry("a", {"1": 2})] * 2}, "twice"),
+        (
+            {"count": 2, "next": None, "results": [histogram_entry(x, {"1": 2}) for x in "az"]},
+            "unknown",
+        ),
+        ({"count": 3, "next": None, "results": [histogram_entry("a", {"1": 2})]}, "counts 3"),
+        ({"count": 2, "next": None, "results": [histogram_entry("a", {"1": 2})]}, "empty"),
+    ],
+    ids=["duplicate label", "unknown label", "count", "short page"],
+)
+async def test_a_hostile_inline_page_is_refused_like_a_fetched_one(
+    client: AsyncJobClient, page: dict[str, Any], message: str
+) -> None:
+    client._ctx.labels["j1"] = ("a", "b")
+    with aioresponses() as m:
+        m.post(WATCH, payload=finished_with(page))
+        m.get(results_url(offset=1, limit=1), payload={"count": 3, "next": None, "results": []})
+        async with client.as_completed([ExecutionResult(job_id="j1")]) as outcomes:
+            got = [o async for o in outcomes]
+    assert isinstance(got[0].error, ProtocolError)
+    assert message in str(got[0].error)
+
+
+@pytest.mark.parametrize("failure", ["too large", "refused"])
+async def test_a_failed_answer_with_results_inline_is_asked_again_without_them(
+    failure: str,
+) -> None:
+    """Watching goes on, without `inline_results`, instead of being given up for polling."""
+    answers = {"too large": CallbackResult(body="x" * 5000), "refused": CallbackResult(status=400)}
+    bodies: list[dict[str, Any]] = []
+
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        bodies.append(json.loads(kwargs["data"]))
+        if "inline_results" in bodies[-1]:
+            return answers[failure]
+        job = bodies[-1]["job_ids"][0]
+        return CallbackResult(payload={"jobs": {job: {"job_id": job, "status": "COMPLETED"}}})
+
+    limits = Limits(max_response_bytes=4096)
+    async with AsyncJobClient(BASE, TOKEN, retry=fast_retry(), limits=limits) as client:
+        with aioresponses() as m:
+            m.post(WATCH, callback=answer, repeat=True)
+            m.get(results_url(), payload=ONE_PAGE | {"count": 1}, repeat=True)
+            m.get(results_url("j2"), payload=ONE_PAGE | {"count": 1}, repeat=True)
+            for job in ("j1", "j2"):
+                async with client.as_completed([ExecutionResult(job_id=job)]) as outcomes:
+                    got = [o async for o in outcomes]
+                assert got[0].error is None and got[0].result is not None
+            assert calls(m, "GET", status_url()) == []  # never fell back to polling
+    assert ["inline_results" in body for body in bodies] == [True, False, False]

@@ -302,13 +302,15 @@ class _Routes:
             for job_id in ids
             if (job := store.get(job_id)) is None or job.terminal or not settled_only
         }
-        budget = MAX_INLINE_RESULTS
+        budget = MAX_INLINE_RESULTS if inline else 0
         for job_id, entry in jobs.items():
+            if not budget:
+                break
             job = store.get(job_id)
             if entry is None or job is None or job.status != "COMPLETED" or job.results is None:
                 continue
-            if inline and len(job.results) <= min(inline, budget):
-                entry["results_page"] = self._results_page(request, job, job.results, inline, 0)
+            if len(job.results) <= min(inline, budget):
+                entry["results_page"] = self._results_page(request, job, inline, 0)
                 budget -= len(job.results)
         return web.json_response({"jobs": jobs})
 
@@ -339,13 +341,12 @@ class _Routes:
             )
         limit = self._query_int(request, "limit", 100, minimum=1)
         offset = self._query_int(request, "offset", 0, minimum=0)
-        return web.json_response(self._results_page(request, job, job.results, limit, offset))
+        return web.json_response(self._results_page(request, job, limit, offset))
 
     @staticmethod
-    def _results_page(
-        request: web.Request, job: Job, results: list[Any], limit: int, offset: int
-    ) -> dict[str, Any]:
-        """The `resultsV2/` page of `limit` results from `offset`, with its links."""
+    def _results_page(request: web.Request, job: Job, limit: int, offset: int) -> dict[str, Any]:
+        """The `resultsV2/` page of `limit` of a COMPLETED job's results from `offset`."""
+        results: list[Any] = job.results or []
         count = len(results)
         base = f"{request.url.origin()}{API_PREFIX}job/{quote(job.id, safe='')}/resultsV2/"
         following = offset + limit
