@@ -144,10 +144,10 @@ class StatusFollower:
         except (HTTPStatusError, ProtocolError) as exc:
             if isinstance(exc, HTTPStatusError) and exc.status_code not in _NO_WATCH:
                 raise  # 401, 429 or 5xx after retries: trouble, not a missing extension
-            if not inline:
-                self._no_watch(exc)
+            if not inline or (isinstance(exc, HTTPStatusError) and exc.status_code != 400):
+                self._no_watch(exc)  # no route, method or feature: no extension at all
                 return None
-            # Refused, or too large, with results inline: ask again without them.
+            # Refused (400), or too large, with results inline: ask again without them.
             logger.debug("jobs/watch/ with inline results failed (%s); without them", exc)
             self._no_inline = True
             return await self._watch(job_ids, hold, settled_only=settled_only)
