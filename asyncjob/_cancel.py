@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -19,15 +19,15 @@ EVENT_CHECK_INTERVAL = 0.01
 
 
 async def run_until_event(
-    event: threading.Event | None, func: Callable[[], Awaitable[T]], what: str
+    event: threading.Event | None, func: Callable[..., Awaitable[T]], what: str, *args: Any
 ) -> T:
-    """Run `func()`, cancelling it (in-flight requests included) once `event` is set.
+    """Run `func(*args)`, cancelling it (in-flight requests included) once `event` is set.
 
     Raises `ExecutionCancelledError` when the event stopped the work. Cleanup
     that `func` does in shielded scopes (e.g. cancelling a remote job) runs first.
     """
     if event is None:
-        return await func()
+        return await func(*args)
     if event.is_set():
         raise ExecutionCancelledError(f"{what} cancelled before it started")
     outcome: list[T] = []
@@ -41,7 +41,7 @@ async def run_until_event(
 
         tg.start_soon(watch)
         try:
-            outcome.append(await func())
+            outcome.append(await func(*args))
         except Exception as exc:  # re-raised below, unwrapped from the task group
             errors.append(exc)
         tg.cancel_scope.cancel()

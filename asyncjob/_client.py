@@ -15,7 +15,6 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._batch import build_submission
 from ._cancel import run_until_event
 from ._completed import JobOutcome, as_completed
 from ._config import ClientConfig
@@ -142,11 +141,10 @@ class AsyncJobClient:
         Every circuit is checked before anything is sent. If anything fails or is
         cancelled after the job was created, the job is cancelled before raising.
         """
-        async with self._submitter.preparing():
-            submission = build_submission(circuits, self._ctx.config, kwargs)
-            bodies = self._submitter.prepare(submission)
+        if cancellation_event is None:  # one coroutine less alive while it waits for its turn
+            return await self._submitter.submit_batch(circuits, kwargs)
         return await run_until_event(
-            cancellation_event, lambda: self._submitter.submit(submission, bodies), "submission"
+            cancellation_event, self._submitter.submit_batch, "submission", circuits, kwargs
         )
 
     # -- journal and resume ------------------------------------------------

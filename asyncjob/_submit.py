@@ -7,11 +7,12 @@ interrupted, e.g. by the death of the process (`resume`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -20,7 +21,7 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _qasm
-from ._batch import Submission
+from ._batch import Submission, build_submission
 from ._cleanup import never_sent
 from ._config import Limits
 from ._context import ClientContext, data_field, first_leaf
@@ -51,6 +52,13 @@ _CLEANUP_TIMEOUT = 5.0
 """Seconds a caller waits for the cleanup of a submission that failed (not cancelled)."""
 _PREPARING = 4
 """Submissions whose batch is checked (and a small one compressed) at the same time."""
+IN_FLIGHT_PER_CONNECTION = 4
+"""Submissions under way per pooled connection (`max_connections`); later ones wait their turn.
+
+A one-chunk submission needs two round trips and a journal commit: four per
+connection keep every connection busy, and thousands of submissions started
+together wait holding next to nothing (not their bodies, requests and tasks).
+"""
 
 
 class Submitter:
@@ -59,6 +67,40 @@ class Submitter:
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
         self._preparing: tuple[asyncio.AbstractEventLoop, _Turns] | None = None
+        self._admitting: tuple[asyncio.AbstractEventLoop, _Slots] | None = None
+
+    async def submit_batch(self, circuits: object, options: Mapping[str, Any]) -> ExecutionResult:
+        """`submit_circuits`: wait for a turn, check (and compress) the batch, then send it.
+
+        Only `IN_FLIGHT_PER_CONNECTION` submissions per pooled connection are
+        under way at a time; the others wait in `_Slots` before their batch is
+        looked at, holding no bodies, records, requests or chains of coroutines
+        while they queue for a connection: with thousands of them alive, each
+        full pass of the garbage collector stalled the event loop for 50-150 ms.
+        """
+        admission = self._admission()
+        turn = admission.take()
+        if turn is not None:  # awaited here: a waiter keeps this one coroutine, no other
+            try:
+                await turn
+            except BaseException:
+                admission.leave(turn)
+                raise
+        try:
+            async with self.preparing():
+                submission = build_submission(circuits, self._ctx.config, options)
+                bodies = self.prepare(submission)
+            return await self.submit(submission, bodies)
+        finally:
+            admission.release()
+
+    def _admission(self) -> _Slots:
+        """The running loop's limit of submissions under way (see `submit_batch`)."""
+        loop = asyncio.get_running_loop()
+        if self._admitting is None or self._admitting[0] is not loop:
+            limit = IN_FLIGHT_PER_CONNECTION * self._ctx.config.limits.max_connections
+            self._admitting = (loop, _Slots(loop, limit))
+        return self._admitting[1]
 
     def preparing(self) -> _Turns:
         """Admits a few submissions at a time to the CPU work before their first request.
@@ -505,6 +547,46 @@ class _Turns:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._semaphore.release()
+
+
+class _Slots:
+    """A first-come, first-served semaphore whose waiters hold one future each, nothing more.
+
+    The caller awaits the future `take()` gives it itself (an `acquire()`
+    coroutine would be one more object alive per waiter), and calls `leave()`
+    if that await is cancelled. `release()` hands the slot straight to the
+    first waiter still waiting.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
+        self._loop = loop
+        self._free = n
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take(self) -> asyncio.Future[None] | None:
+        """A slot: None if one was free, else a future to await, done once it is handed one."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return None
+        turn = self._loop.create_future()
+        self._waiters.append(turn)
+        return turn
+
+    def leave(self, turn: asyncio.Future[None]) -> None:
+        """The waiter of `turn` stops waiting (cancelled): a slot handed to it passes on."""
+        if turn.cancel():  # still waiting: `release()` skips it
+            return
+        if not turn.cancelled():
+            self.release()
+
+    def release(self) -> None:
+        """Give the slot back: to the first waiter still waiting, if any."""
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():  # a cancelled waiter's future is done
+                turn.set_result(None)
+                return
+        self._free += 1
 
 
 class _ChunksEnded(AsyncJobError):
