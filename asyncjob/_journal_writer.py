@@ -51,7 +51,12 @@ MAX_QUEUED = 200_000
 MAX_BATCH = 5_000
 """Records committed in one transaction at most."""
 LINGER, LINGER_WAITED = 0.005, 0.001
-"""A pause in arrivals that ends the wait for more records: nobody waits, someone does."""
+"""A pause in arrivals that ends the wait for more records: nobody waits, someone does.
+
+`LINGER_WAITED` only for a record that comes after a quiet spell (no commit in the
+last `LINGER_MAX`): records that stream in, e.g. from thousands of submissions
+taking turns, share transactions rather than getting one each every few records.
+"""
 LINGER_MAX = 0.02
 """Longest wait for more records before a commit, while they keep coming."""
 IDLE = 1.0
@@ -99,6 +104,8 @@ class JournalWriter:
         self._degraded: str | None = None
         self._progress = 0.0
         """When the writer last did something: started a write, applied a record, committed."""
+        self._last_commit = -LINGER_MAX
+        """When the last transaction was committed (`time.monotonic()`)."""
         self._shed_logged = False
         self.transactions = 0
         """Transactions committed so far (by this process)."""
@@ -282,15 +289,17 @@ class JournalWriter:
 
         A lone caller's record is committed 1 ms after it came (`LINGER_WAITED`);
         records that keep coming, from thousands of concurrent submissions,
-        share a transaction every `LINGER_MAX` at most (fewer, larger commits).
+        share a transaction every `LINGER_MAX` at most (fewer, larger commits),
+        and so do records that trickle in just after a commit (a 5 ms pause).
         """
         start = quiet = time.monotonic()
+        streaming = start - self._last_commit < LINGER_MAX
         seen = len(self._queue)
         while not self._closing and len(self._queue) < MAX_BATCH:
             now = time.monotonic()
             if len(self._queue) != seen:
                 seen, quiet = len(self._queue), now
-            pause = LINGER_WAITED if self._waiters else LINGER
+            pause = LINGER_WAITED if self._waiters and not streaming else LINGER
             end = min(start + LINGER_MAX, quiet + pause)
             if now >= end:
                 return
@@ -303,6 +312,7 @@ class JournalWriter:
             self._progress = self._clock()
             self.transactions += 1
             self.written += count
+            self._last_commit = time.monotonic()
             while self._queue and self._queue[0][0] <= ticket:
                 self._queue.popleft()
             self._done = max(self._done, ticket)
