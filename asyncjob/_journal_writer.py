@@ -188,7 +188,10 @@ class JournalWriter:
             if ticket <= self._done or self._degraded is not None or self._broken:
                 return
             self._waiters.append((ticket, asyncio.get_running_loop(), event))
-            self._cond.notify()  # a shorter linger: someone waits
+            if len(self._waiters) == 1:  # a shorter linger now: someone waits
+                # (Not for later waiters: the writer sees the list; each wake-up of
+                # its thread costs the event loop a GIL hand-over.)
+                self._cond.notify()
         since = self._clock()
         while True:
             with anyio.move_on_after(BARRIER_WAIT):
