@@ -46,6 +46,9 @@ class StatusFollower:
         """True once the server showed it has no `jobs/watch/` extension."""
         self._no_inline = False
         """True once a watch answer with results inline failed (refused, or too large)."""
+        self._answers = anyio.Lock()
+        """Held to parse or note a watch answer: the groups of `watch_jobs` often get
+        theirs in the same turn of the loop, and handling them all at once stalls it."""
 
     async def poll(
         self,
@@ -151,11 +154,12 @@ class StatusFollower:
             logger.debug("jobs/watch/ with inline results failed (%s); without them", exc)
             self._no_inline = True
             return await self._watch(job_ids, hold, settled_only=settled_only)
-        try:
-            return _Watched.parse(response, job_ids, partial=settled_only)
-        except ProtocolError as exc:
-            self._no_watch(exc)
-            return None
+        async with self._answers:
+            try:
+                return _Watched.parse(response, job_ids, partial=settled_only)
+            except ProtocolError as exc:
+                self._no_watch(exc)
+                return None
 
     def _no_watch(self, exc: Exception) -> None:
         """Note that the server has no `jobs/watch/` extension: jobs are polled from now on."""
@@ -190,15 +194,16 @@ class StatusFollower:
                     break
                 news = False
                 where = watched.where
-                for number, (job_id, entry) in enumerate(watched.entries.items(), 1):
-                    if number % _NOTED_AT_ONCE == 0:  # 500 jobs: not all in one loop iteration
-                        await anyio.lowlevel.checkpoint()
-                    status = None if entry is None else self._note_status(job_id, entry, where)
-                    if status is None or status.is_terminal:
-                        news = True
-                        page = _inline_page(entry) if status is JobStatus.COMPLETED else None
-                        for handle in jobs.pop(job_id):
-                            done(handle, status, page)
+                async with self._answers:
+                    for number, (job_id, entry) in enumerate(watched.entries.items(), 1):
+                        if number % _NOTED_AT_ONCE == 0:  # not 500 jobs in one loop iteration
+                            await anyio.lowlevel.checkpoint()
+                        status = None if entry is None else self._note_status(job_id, entry, where)
+                        if status is None or status.is_terminal:
+                            news = True
+                            page = _inline_page(entry) if status is JobStatus.COMPLETED else None
+                            for handle in jobs.pop(job_id):
+                                done(handle, status, page)
                 if not jobs:
                     break
                 # The next round starts one pace after this one did, so that it

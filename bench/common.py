@@ -214,9 +214,10 @@ class Server:
                 args.append(flag)
             elif value is not None and value is not False:
                 args += [flag, str(value)]
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if "BENCH_SERVER_PYTHONPATH" in env:  # e.g. an older client against today's server
+            env["PYTHONPATH"] = env["BENCH_SERVER_PYTHONPATH"]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
         if not line.startswith("http://127.0.0.1:"):

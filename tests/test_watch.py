@@ -483,3 +483,41 @@ async def test_a_failed_answer_with_results_inline_is_asked_again_without_them(
                 assert got[0].error is None and got[0].result is not None
             assert calls(m, "GET", status_url()) == []  # never fell back to polling
     assert ["inline_results" in body for body in bodies] == [True, False, False]
+
+
+async def test_the_answers_of_two_watch_groups_are_not_handled_in_one_turn(
+    client: AsyncJobClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups answered together are noted one after the other, not in the same loop turns."""
+    turns = 0
+    noted: list[tuple[int, int]] = []  # (turn, group)
+    note_status = _status.StatusFollower._note_status
+
+    def recording(self: Any, job_id: str, data: object, where: str) -> JobStatus:
+        noted.append((turns, int(job_id[1:]) // _status.WATCH_BATCH))
+        return note_status(self, job_id, data, where)
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        ids = json.loads(kwargs["data"])["job_ids"]
+        return CallbackResult(payload={"jobs": {j: {"status": "CANCELLED"} for j in ids}})
+
+    monkeypatch.setattr(_status.StatusFollower, "_note_status", recording)
+    handles = [ExecutionResult(job_id=f"j{i}") for i in range(2 * _status.WATCH_BATCH)]
+    with aioresponses() as m:
+        m.post(WATCH, callback=answer, repeat=True)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(count_turns)
+            async with client.as_completed(handles, fetch_results=False) as outcomes:
+                got = [o async for o in outcomes]
+            tg.cancel_scope.cancel()
+    assert len(got) == len(noted) == 2 * _status.WATCH_BATCH
+    groups_of_turn: dict[int, set[int]] = {}
+    for turn, group in noted:
+        groups_of_turn.setdefault(turn, set()).add(group)
+    assert all(len(groups) == 1 for groups in groups_of_turn.values())
