@@ -1,15 +1,22 @@
-"""Locks a forked child gets afresh, by a PID check on use (nothing registered at fork).
+"""Objects a forked child, or a new event loop, gets afresh: checked on use (nothing registered).
 
 A `threading.Lock` held by another thread when the process forks stays held
-forever in the child, since that thread does not exist there.
+forever in the child, since that thread does not exist there. An asyncio
+primitive belongs to the loop it was first used on, and a client outlives
+loops (successive `asyncio.run` calls, a forked child's new loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
-__all__ = ["ForkSafeLock", "abandon"]
+__all__ = ["ForkSafeLock", "PerLoop", "abandon"]
+
+T = TypeVar("T")
 
 
 class ForkSafeLock:
@@ -32,6 +39,20 @@ class ForkSafeLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self._lock().release()
+
+
+class PerLoop(Generic[T]):
+    """One `make()` for the running event loop, made again when another loop runs."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._current: tuple[asyncio.AbstractEventLoop, T] | None = None
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        if self._current is None or self._current[0] is not loop:
+            self._current = (loop, self._make())
+        return self._current[1]
 
 
 def abandon(obj: object) -> None:

@@ -38,6 +38,7 @@ from ._errors import (
     RateLimitedError,
     ServerError,
 )
+from ._forksafe import PerLoop
 from ._models import Response
 from ._neterrors import missing_api_hint, timed_out
 from ._retry import parse_retry_after, should_retry
@@ -92,7 +93,7 @@ class Sender:
         self.transport = transport
         self.requests_sent = 0
         self.closed = False
-        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._slots = PerLoop(lambda: asyncio.Semaphore(self._config.limits.max_connections))
 
     def _slot(self) -> asyncio.Semaphore:
         """The running loop's limit of requests in flight (one per pooled connection).
@@ -100,10 +101,7 @@ class Sender:
         A request waits here, before its timeout starts, rather than in the pool:
         thousands of concurrent calls queue up instead of timing out.
         """
-        loop = asyncio.get_running_loop()
-        if self._slots is None or self._slots[0] is not loop:
-            self._slots = (loop, asyncio.Semaphore(self._config.limits.max_connections))
-        return self._slots[1]
+        return self._slots.get()
 
     async def aclose(self) -> None:
         """Close the transport; every request from then on is a `ClientClosedError`."""

@@ -34,6 +34,7 @@ from ._errors import (
     RequestTimeoutError,
     ResumeError,
 )
+from ._forksafe import PerLoop
 from ._journal import PendingChunk
 from ._journal_records import Abandoned, Begin, Cancelling, Chunk, ChunkSent, Created, Submitted
 from ._models import ExecutionResult, Response
@@ -66,8 +67,10 @@ class Submitter:
 
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
-        self._preparing: tuple[asyncio.AbstractEventLoop, _Turns] | None = None
-        self._admitting: tuple[asyncio.AbstractEventLoop, _Slots] | None = None
+        self._preparing = PerLoop(lambda: _Turns(_PREPARING))
+        self._admitting = PerLoop(
+            lambda: _Slots(IN_FLIGHT_PER_CONNECTION * ctx.config.limits.max_connections)
+        )
 
     async def submit_batch(self, circuits: object, options: Mapping[str, Any]) -> ExecutionResult:
         """`submit_circuits`: wait for a turn, check (and compress) the batch, then send it.
@@ -78,7 +81,7 @@ class Submitter:
         while they queue for a connection: with thousands of them alive, each
         full pass of the garbage collector stalled the event loop for 50-150 ms.
         """
-        admission = self._admission()
+        admission = self._admitting.get()
         turn = admission.take()
         if turn is not None:  # awaited here: a waiter keeps this one coroutine, no other
             try:
@@ -94,24 +97,13 @@ class Submitter:
         finally:
             admission.release()
 
-    def _admission(self) -> _Slots:
-        """The running loop's limit of submissions under way (see `submit_batch`)."""
-        loop = asyncio.get_running_loop()
-        if self._admitting is None or self._admitting[0] is not loop:
-            limit = IN_FLIGHT_PER_CONNECTION * self._ctx.config.limits.max_connections
-            self._admitting = (loop, _Slots(loop, limit))
-        return self._admitting[1]
-
     def preparing(self) -> _Turns:
         """Admits a few submissions at a time to the CPU work before their first request.
 
         Thousands of submissions started together would otherwise each check
         their batch in the same turn of the event loop, stalling it for a second.
         """
-        loop = asyncio.get_running_loop()
-        if self._preparing is None or self._preparing[0] is not loop:
-            self._preparing = (loop, _Turns(_PREPARING))
-        return self._preparing[1]
+        return self._preparing.get()
 
     def prepare(self, submission: Submission) -> list[dict[str, Any]] | None:
         """A small batch's chunk bodies: validated and compressed here, on the loop.
@@ -558,8 +550,8 @@ class _Slots:
     first waiter still waiting.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
-        self._loop = loop
+    def __init__(self, n: int) -> None:
+        self._loop = asyncio.get_running_loop()
         self._free = n
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 

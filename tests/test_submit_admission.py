@@ -132,7 +132,7 @@ async def test_a_submission_waiting_for_its_turn_ends_with_its_cancellation_even
 
 
 async def test_a_waiter_cancelled_after_it_was_handed_a_slot_passes_it_on() -> None:
-    slots = _Slots(asyncio.get_running_loop(), 1)
+    slots = _Slots(1)
     assert slots.take() is None  # the only slot, held
     got: list[str] = []
 
@@ -160,7 +160,7 @@ async def test_a_waiter_cancelled_after_it_was_handed_a_slot_passes_it_on() -> N
 
 
 async def test_a_waiter_cancelled_while_waiting_takes_no_slot() -> None:
-    slots = _Slots(asyncio.get_running_loop(), 1)
+    slots = _Slots(1)
     assert slots.take() is None
     cancelled = slots.take()
     waiting = slots.take()
