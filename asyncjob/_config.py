@@ -62,7 +62,7 @@ class PollingPolicy:
 
     A poll is then held by the server until the job is terminal or the interval
     has passed, so a finished job is seen at once, and `as_completed` follows
-    up to 500 jobs with one request at a time. Against a server without the
+    up to 5,000 jobs with one request at a time. Against a server without the
     extension (one request finds out) or with False, each job's status is
     polled every interval. `as_completed` watches only when `max_retries` and
     `deadline` are None.
@@ -71,7 +71,7 @@ class PollingPolicy:
     """Least seconds from the start of one `as_completed` watch round to the next.
 
     A round ends as soon as one of its jobs finishes; without a pace, jobs that
-    finish a few at a time cost a round (a request of up to 500 ids and its
+    finish a few at a time cost a round (a request of up to 5,000 ids and its
     answer) each. With it, a round collects the jobs that finished meanwhile,
     for at most this much more delay (plus a round trip). 0 starts the next
     round at once; at most 60 s. Client option `watch_pace`.

@@ -24,6 +24,7 @@ from asyncjob import (
     ProtocolError,
     Response,
     ServerError,
+    _completed,
     _status,
 )
 
@@ -216,22 +217,24 @@ async def test_a_watch_answer_naming_a_job_not_asked_for_falls_back_to_polling(
     assert [(o.handle.job_id, o.status) for o in got] == [("j1", JobStatus.CANCELLED)]
 
 
-async def test_as_completed_watches_in_groups_of_500_and_keeps_duplicates(
+async def test_as_completed_watches_in_groups_of_watch_batch_and_keeps_duplicates(
     client: AsyncJobClient,
 ) -> None:
+    batch = _completed.WATCH_BATCH
+
     def answer(url: URL, **kwargs: Any) -> CallbackResult:
         ids = json.loads(kwargs["data"])["job_ids"]
         return CallbackResult(payload={"jobs": {j: {"status": "CANCELLED"} for j in ids}})
 
-    handles = [ExecutionResult(job_id=f"j{i}") for i in range(501)]
+    handles = [ExecutionResult(job_id=f"j{i}") for i in range(batch + 1)]
     handles.append(ExecutionResult(job_id="j0"))
     with aioresponses() as m:
         m.post(WATCH, callback=answer, repeat=True)
         async with client.as_completed(handles) as outcomes:
             got = [o async for o in outcomes]
         sizes = sorted(len(sent_body(call)["job_ids"]) for call in calls(m, "POST", WATCH))
-    assert sizes == [1, 500]
-    assert len(got) == 502
+    assert sizes == [1, batch]
+    assert len(got) == batch + 2
     assert sum(o.handle.job_id == "j0" for o in got) == 2
     assert all(o.status is JobStatus.CANCELLED for o in got)
 
@@ -311,6 +314,36 @@ async def test_as_completed_starts_watch_rounds_no_more_often_than_the_pace(
     assert [b - a for a, b in itertools.pairwise(starts)] == [pace, 2.0, pace, pace]
     # The round that settled the last job is not followed by a pace: the iteration ends.
     assert clock.now == starts[-1]
+
+
+async def test_a_round_follows_at_once_when_the_server_has_more_finished_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`"more": true` (finished jobs left out, their results did not fit): no pace, ask again.
+
+    A hostile server saying `more` for ever still settles a job each round, so
+    the rounds without pace end with the jobs.
+    """
+    clock = FakeClock()
+    monkeypatch.setattr(_status, "_now", clock.time)
+    monkeypatch.setattr(_status, "_sleep_until", clock.sleep_until)
+    starts: list[float] = []
+
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        ids = json.loads(kwargs["data"])["job_ids"]
+        starts.append(clock.now)
+        more = len(starts) != 2  # the second answer has no more: the third round is paced
+        return CallbackResult(payload={"jobs": {ids[0]: {"status": "CANCELLED"}}, "more": more})
+
+    polling = PollingPolicy(interval=2.0, watch_pace=0.25)
+    async with AsyncJobClient(BASE, TOKEN, polling=polling) as client:
+        with aioresponses() as m:
+            m.post(WATCH, callback=answer, repeat=True)
+            handles = [ExecutionResult(job_id=f"j{i}") for i in range(4)]
+            async with client.as_completed(handles) as outcomes:
+                got = [o async for o in outcomes]
+    assert len(got) == 4
+    assert [b - a for a, b in itertools.pairwise(starts)] == [0.0, 0.25, 0.0]
 
 
 def test_watch_pace_must_be_a_small_non_negative_number() -> None:
@@ -489,12 +522,14 @@ async def test_the_answers_of_two_watch_groups_are_not_handled_in_one_turn(
     client: AsyncJobClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Groups answered together are noted one after the other, not in the same loop turns."""
+    batch = 100
+    monkeypatch.setattr(_completed, "WATCH_BATCH", batch)
     turns = 0
     noted: list[tuple[int, int]] = []  # (turn, group)
     note_status = _status.StatusFollower._note_status
 
     def recording(self: Any, job_id: str, data: object, where: str) -> JobStatus:
-        noted.append((turns, int(job_id[1:]) // _status.WATCH_BATCH))
+        noted.append((turns, int(job_id[1:]) // batch))
         return note_status(self, job_id, data, where)
 
     async def count_turns() -> None:
@@ -508,7 +543,7 @@ async def test_the_answers_of_two_watch_groups_are_not_handled_in_one_turn(
         return CallbackResult(payload={"jobs": {j: {"status": "CANCELLED"} for j in ids}})
 
     monkeypatch.setattr(_status.StatusFollower, "_note_status", recording)
-    handles = [ExecutionResult(job_id=f"j{i}") for i in range(2 * _status.WATCH_BATCH)]
+    handles = [ExecutionResult(job_id=f"j{i}") for i in range(2 * batch)]
     with aioresponses() as m:
         m.post(WATCH, callback=answer, repeat=True)
         async with anyio.create_task_group() as tg:
@@ -516,7 +551,7 @@ async def test_the_answers_of_two_watch_groups_are_not_handled_in_one_turn(
             async with client.as_completed(handles, fetch_results=False) as outcomes:
                 got = [o async for o in outcomes]
             tg.cancel_scope.cancel()
-    assert len(got) == len(noted) == 2 * _status.WATCH_BATCH
+    assert len(got) == len(noted) == 2 * batch
     groups_of_turn: dict[int, set[int]] = {}
     for turn, group in noted:
         groups_of_turn.setdefault(turn, set()).add(group)

@@ -33,7 +33,7 @@ from ._state import API_PREFIX, SchedulerState
 
 __all__ = ["MAX_WATCH_JOBS", "MAX_WATCH_SECONDS", "build_app"]
 
-MAX_WATCH_JOBS = 1000
+MAX_WATCH_JOBS = 10_000
 """Most jobs one `jobs/watch/` request may list."""
 MAX_WATCH_SECONDS = 60.0
 """Longest a `jobs/watch/` request is held; a longer `timeout` is clamped."""
@@ -272,7 +272,9 @@ class _Routes:
         With `"inline_results": n`, a COMPLETED job with at most n results also
         carries them as `results_page` (its first `resultsV2/` page of size n),
         up to `MAX_INLINE_RESULTS` results in the answer: the client then needs
-        no results request for it.
+        no results request for it. With both fields, such a job whose page no
+        longer fits is left out, as if still running: a later round carries it,
+        rather than the client fetching thousands of results one job at a time.
         """
         body = await self._json_body(request)
         ids = body.get("job_ids")
@@ -303,16 +305,21 @@ class _Routes:
             if (job := store.get(job_id)) is None or job.terminal or not settled_only
         }
         budget = MAX_INLINE_RESULTS if inline else 0
+        later: list[str] = []
         for job_id, entry in jobs.items():
-            if not budget:
-                break
             job = store.get(job_id)
             if entry is None or job is None or job.status != "COMPLETED" or job.results is None:
                 continue
             if len(job.results) <= min(inline, budget):
                 entry["results_page"] = self._results_page(request, job, inline, 0)
                 budget -= len(job.results)
-        return web.json_response({"jobs": jobs})
+            elif settled_only and len(job.results) <= min(inline, MAX_INLINE_RESULTS):
+                # Its page did not fit, but fits a round of its own: told in a later round
+                # (the first such job of a round always fits, so every round makes progress).
+                later.append(job_id)
+        for job_id in later:
+            del jobs[job_id]
+        return web.json_response({"jobs": jobs, "more": True} if later else {"jobs": jobs})
 
     def _status_body(self, job: Job) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -8,6 +8,7 @@ import aiohttp
 import anyio
 import pytest
 
+from asyncjob import _status
 from asyncjob.local import LocalScheduler, _routes
 
 from .conftest import BELL, TOKEN, Factory, completed_results, submit
@@ -35,7 +36,7 @@ def session(scheduler: LocalScheduler) -> aiohttp.ClientSession:
         {"job_ids": "j1"},
         {"job_ids": []},
         {"job_ids": [1, 2]},
-        {"job_ids": ["j"] * 1001},
+        {"job_ids": ["j"] * (_routes.MAX_WATCH_JOBS + 1)},
         {"job_ids": ["j"], "timeout": -1},
         {"job_ids": ["j"], "timeout": "5"},
         {"job_ids": ["j"], "timeout": True},
@@ -62,6 +63,13 @@ def session(scheduler: LocalScheduler) -> aiohttp.ClientSession:
 async def test_bad_requests_are_400(http: aiohttp.ClientSession, body: dict[str, Any]) -> None:
     answer = await watch(http, body, expect=400)
     assert answer["detail"]
+
+
+async def test_takes_the_clients_largest_group(http: aiohttp.ClientSession) -> None:
+    """`as_completed` lists up to `WATCH_BATCH` jobs in one request: the scheduler takes them."""
+    ids = [f"unknown-{i}" for i in range(_status.WATCH_BATCH)]
+    answer = await watch(http, {"job_ids": ids, "timeout": 0})
+    assert answer["jobs"] == dict.fromkeys(ids)
 
 
 async def test_answers_at_once_when_a_job_is_terminal_or_unknown(
@@ -182,6 +190,29 @@ async def test_inline_results_stop_at_the_answers_budget(
         await completed_results(server, http, job_id)
     answer = await watch(http, {"job_ids": jobs, "timeout": 0, "inline_results": 2})
     assert ["results_page" in answer["jobs"][job_id] for job_id in jobs] == [True, False, False]
+
+
+async def test_with_settled_only_jobs_past_the_budget_wait_for_a_later_round(
+    server: LocalScheduler, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COMPLETED job whose page does not fit is left out, so the next round carries it."""
+    monkeypatch.setattr(_routes, "MAX_INLINE_RESULTS", 3)
+    small = [await submit(http, {"a": BELL, "b": BELL}) for _ in range(3)]
+    large = await submit(http, {"a": BELL, "b": BELL, "c": BELL})
+    for job_id in [*small, large]:
+        await completed_results(server, http, job_id)
+    body = {"job_ids": [*small, large], "timeout": 0, "inline_results": 2, "settled_only": True}
+    first = await watch(http, body)
+    assert list(first["jobs"]) == [small[0], large]  # the large job never comes inline
+    assert "results_page" in first["jobs"][small[0]]
+    assert "results_page" not in first["jobs"][large]
+    assert first["more"] is True
+    body["job_ids"] = small[1:]
+    second = await watch(http, body)
+    assert list(second["jobs"]) == [small[1]] and "results_page" in second["jobs"][small[1]]
+    assert second["more"] is True
+    body["job_ids"] = small[2:]
+    assert "more" not in await watch(http, body)  # nothing left out
 
 
 async def test_inline_results_leave_out_jobs_not_completed(make_scheduler: Factory) -> None:
