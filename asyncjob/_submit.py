@@ -53,11 +53,13 @@ _CLEANUP_TIMEOUT = 5.0
 """Seconds a caller waits for the cleanup of a submission that failed (not cancelled)."""
 _PREPARING = 4
 """Submissions whose batch is checked (and a small one compressed) at the same time."""
+_FIRST_CHUNK_REFUSED = (400, 413, 422)
+"""Answers to a `job/init/` carrying `first_chunk` after which it is sent again without."""
 IN_FLIGHT_PER_CONNECTION = 4
 """Submissions under way per pooled connection (`max_connections`); later ones wait their turn.
 
-A one-chunk submission needs two round trips and a journal commit: four per
-connection keep every connection busy, and thousands of submissions started
+A one-chunk submission needs one or two round trips and a journal commit: four
+per connection keep every connection busy, and thousands of submissions started
 together wait holding next to nothing (not their bodies, requests and tasks).
 """
 
@@ -67,6 +69,8 @@ class Submitter:
 
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
+        self._no_first_chunk = False
+        """True once a server refused a `job/init/` carrying `first_chunk`, then took it plain."""
         self._preparing = PerLoop(lambda: _Turns(_PREPARING))
         self._admitting = PerLoop(
             lambda: _Slots(IN_FLIGHT_PER_CONNECTION * ctx.config.limits.max_connections)
@@ -161,7 +165,7 @@ class Submitter:
                     tg.start_soon(self._encode_chunks, submission, key, slices, send)
                 else:
                     tg.start_soon(self._hand_over, bodies, key, send)
-                job_id = await self._init(key, submission.init_body)
+                job_id, _ = await self._init(key, submission.init_body)
                 self._ctx.remember_labels(job_id, submission.labels)
                 sent = await self._upload(
                     key,
@@ -186,7 +190,8 @@ class Submitter:
         """A batch that is one chunk: the same steps as `submit`, without its machinery.
 
         The submission and its only chunk are journaled as one record, behind
-        one barrier, before `job/init/`; the chunk is final, so it goes out alone.
+        one barrier, before `job/init/`; the chunk goes along with it
+        (`first_chunk`), or, if the server does not take it there, alone after it.
         """
         key, chunk_key = _new_key(), _new_key()
         chunk = PendingChunk(0, chunk_key, body, final=True)
@@ -199,10 +204,14 @@ class Submitter:
         except BaseException:  # cancelled before anything was sent: not to be resumed
             self._ctx.log(Abandoned(key))
             raise
-        job_id = await self._init(key, submission.init_body)
+        job_id, landed = await self._init(key, submission.init_body, chunk)
         self._ctx.remember_labels(job_id, submission.labels)
+        self._ctx.log(Created(key, job_id))
+        if landed:
+            self._ctx.log(Submitted(key))
+            logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
+            return ExecutionResult(job_id=job_id, backend_jobs=1)
         try:
-            self._ctx.log(Created(key, job_id))
             await self._ctx.sender.request(
                 "POST",
                 job_path(job_id, "add_circuits/"),
@@ -328,16 +337,34 @@ class Submitter:
                         return  # the upload failed and stopped taking chunks
                     index += 1
 
-    async def _init(self, key: str, init_body: dict[str, Any]) -> str:
-        """`job/init/`; if its outcome is unknown when it fails, find that job and cancel it.
+    async def _init(
+        self, key: str, init_body: dict[str, Any], first: PendingChunk | None = None
+    ) -> tuple[str, bool]:
+        """`job/init/`: the job id, and whether `first` (a chunk) went along and landed.
 
-        Repeating the request with the same `Idempotency-Key` returns the job the
-        first one may have created, without creating another.
+        With `first`, the request carries the chunk (`first_chunk`, an extension
+        of the local scheduler): one round trip instead of two. A server without
+        the extension ignores it (False: the chunk is still to be sent), or
+        refuses it, and then gets the plain request, now and from then on.
+        If its outcome is unknown when it fails, find that job and cancel it:
+        repeating the request with the same `Idempotency-Key` returns the job
+        the first one may have created, without creating another.
         """
+        data = self._with_first_chunk(init_body, first)
         try:
-            response = await self._ctx.sender.request(
-                "POST", "job/init/", body=init_body, idempotency_key=key
-            )
+            try:
+                response = await self._ctx.sender.request(
+                    "POST", "job/init/", body=data or init_body, idempotency_key=key
+                )
+            except HTTPStatusError as exc:
+                if data is None or exc.status_code not in _FIRST_CHUNK_REFUSED:
+                    raise
+                logger.debug("job/init/ with first_chunk answered %d; without", exc.status_code)
+                data = None
+                response = await self._ctx.sender.request(
+                    "POST", "job/init/", body=init_body, idempotency_key=key
+                )
+                self._no_first_chunk = True
         except BaseException as exc:
             if _outcome_known(exc) or never_sent(exc):
                 self._ctx.log(Abandoned(key))
@@ -347,7 +374,25 @@ class Submitter:
                 )
             raise
         with self._ctx.token_scrubbed():
-            return _job_id_field(response)
+            job_id = _job_id_field(response)
+            return job_id, data is not None and _first_chunk_landed(response)
+
+    def _with_first_chunk(
+        self, init_body: dict[str, Any], first: PendingChunk | None
+    ) -> bytes | None:
+        """The `job/init/` body carrying `first` as JSON; None to send it plain.
+
+        Plain when there is no chunk, the server refused one before, or the two
+        together would not fit in one request (`Limits.max_payload_bytes`).
+        """
+        if first is None or self._no_first_chunk:
+            return None
+        extended = {
+            **init_body,
+            "first_chunk": {"idempotency_key": first.chunk_key, "body": first.wire_body},
+        }
+        data = json.dumps(extended, separators=(",", ":")).encode()
+        return data if len(data) <= self._ctx.config.limits.max_payload_bytes else None
 
     async def _find_and_cancel(self, key: str, init_body: dict[str, Any]) -> None:
         """Cancel the job a `job/init/` of unknown outcome may have created.
@@ -488,7 +533,7 @@ class Submitter:
             pending = await anyio.to_thread.run_sync(journal.pending_chunks, entry.key)
             created = job_id is None
             if job_id is None:
-                job_id = await self._init(entry.key, entry.options["init"])
+                job_id, _ = await self._init(entry.key, entry.options["init"])
             self._ctx.remember_labels(job_id, entry.labels)
             if finish and entry.complete and not entry.cancelling:
                 await self._upload(
@@ -650,6 +695,12 @@ def _new_key() -> str:
 
 def _field(response: Response, name: str, kind: type) -> Any:
     return data_field(response.json(), name, kind, f"{response.method} {response.path}")
+
+
+def _first_chunk_landed(response: Response) -> bool:
+    """True when a `job/init/` answer says it applied its `first_chunk` (an object there)."""
+    data = response.json()
+    return isinstance(data, dict) and isinstance(data.get("first_chunk"), dict)
 
 
 def _job_id_field(response: Response) -> str:

@@ -208,8 +208,9 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         "Time from `submit_circuits(...)` to the handle, client constructed beforehand. "
         "Floor = round trips x 50 ms + the CPU time of gzip (level 6) + base64 of every "
         "circuit of the same batch, measured in the same process after the run; round "
-        "trips = 2 (`job/init/`, one `add_circuits`) when the batch fits in one request, "
-        "else 3 (init, the chunks, then the final chunk). Journal = bytes on disk of the "
+        "trips = 1 (`job/init/` carrying the batch as its `first_chunk`) when the batch "
+        "fits in one request, else 3 (init, the chunks, then the final chunk). "
+        "Journal = bytes on disk of the "
         "journal file (with its -wal and -shm) after the client is closed. Median "
         "[min-max] of the repeats; the stall is the max.",
         "",

@@ -82,6 +82,7 @@ def histogram_entry(label: str, counts: dict[str, int]) -> dict[str, Any]:
 
 
 async def test_submit_sends_init_then_one_finalized_chunk(client: AsyncJobClient) -> None:
+    """A plain server ignores `first_chunk`: the chunk follows `job/init/`, with the same key."""
     with aioresponses() as m:
         m.post(INIT, payload={"job_id": "j1"}, status=201)
         m.post(add_url(), payload={"job_id": "j1", "circuits_added": 2})
@@ -89,7 +90,9 @@ async def test_submit_sends_init_then_one_finalized_chunk(client: AsyncJobClient
         assert handle == ExecutionResult(job_id="j1")
         assert handle.is_async()
         (init,) = calls(m, "POST", INIT)
-        assert sent_body(init) == {
+        init_body = sent_body(init)
+        first = init_body.pop("first_chunk")
+        assert init_body == {
             "tag": "t1",
             "job_type": "EXECUTE",
             "use_packing": False,
@@ -99,12 +102,58 @@ async def test_submit_sends_init_then_one_finalized_chunk(client: AsyncJobClient
         assert init.kwargs["headers"]["Authorization"] == f"Bearer {TOKEN}"
         (chunk,) = calls(m, "POST", add_url())
         body = sent_body(chunk)
+        chunk_key = chunk.kwargs["headers"]["Idempotency-Key"]
+        assert first == {"idempotency_key": chunk_key, "body": body}
         assert body["finalized"] == "true" and body["mode"] == "append"
         assert body["shots"] == 1000
         decoded = {
             k: gzip.decompress(base64.b64decode(v)).decode() for k, v in body["circuits"].items()
         }
         assert decoded == {"bell": BELL, "ghz": GHZ3}
+
+
+async def test_a_server_that_takes_the_first_chunk_gets_one_request(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.post(INIT, payload={"job_id": "j1", "first_chunk": {"job_id": "j1"}}, status=201)
+        handle = await client.submit_circuits({"bell": BELL})
+        assert handle == ExecutionResult(job_id="j1")
+        (init,) = calls(m, "POST", INIT)
+        assert sent_body(init)["first_chunk"]["body"]["finalized"] == "true"
+        assert all_calls(m) == 1
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+async def test_a_server_refusing_the_first_chunk_gets_plain_inits_from_then_on(
+    client: AsyncJobClient, status: int
+) -> None:
+    with aioresponses() as m:
+        m.post(INIT, status=status, payload={"detail": "extra field first_chunk"})
+        m.post(INIT, payload={"job_id": "j1"}, status=201, repeat=True)
+        m.post(add_url(), payload={"job_id": "j1"}, repeat=True)
+        assert await client.submit_circuits({"bell": BELL}) == ExecutionResult(job_id="j1")
+        assert await client.submit_circuits({"bell": BELL}) == ExecutionResult(job_id="j1")
+        inits = calls(m, "POST", INIT)
+        assert ["first_chunk" in sent_body(call) for call in inits] == [True, False, False]
+        keys = [call.kwargs["headers"]["Idempotency-Key"] for call in inits]
+        assert keys[0] == keys[1] != keys[2]  # the refused request is sent again, plain
+        assert len(calls(m, "POST", add_url())) == 2
+
+
+async def test_an_init_refused_with_and_without_the_first_chunk_raises(
+    client: AsyncJobClient,
+) -> None:
+    with aioresponses() as m:
+        m.post(INIT, status=400, payload={"detail": "unknown simulator_cluster"}, repeat=True)
+        with pytest.raises(BadRequestError, match="unknown simulator_cluster"):
+            await client.submit_circuits({"bell": BELL})
+        inits = calls(m, "POST", INIT)
+        assert ["first_chunk" in sent_body(call) for call in inits] == [True, False]
+        assert not calls(m, "POST", add_url())
+        with pytest.raises(BadRequestError):  # not taken for a server without the extension
+            await client.submit_circuits({"bell": BELL})
+        assert "first_chunk" in sent_body(calls(m, "POST", INIT)[2])
 
 
 @pytest.mark.parametrize(

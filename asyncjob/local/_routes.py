@@ -47,16 +47,18 @@ QPU_SYSTEMS: list[dict[str, Any]] = [
 ]
 
 
-def build_app(state: SchedulerState, *, watch: bool) -> web.Application:
+def build_app(state: SchedulerState, *, watch: bool, first_chunk: bool = True) -> web.Application:
     """The application of one server run (built anew at each start)."""
-    return _Routes(state).build(watch=watch)
+    return _Routes(state, first_chunk=first_chunk).build(watch=watch)
 
 
 class _Routes:
     """The handlers of one server run, over the scheduler's state."""
 
-    def __init__(self, state: SchedulerState) -> None:
+    def __init__(self, state: SchedulerState, *, first_chunk: bool = True) -> None:
         self.state = state
+        self.first_chunk = first_chunk
+        """Whether `job/init/` takes the `first_chunk` extension (else the field is ignored)."""
         self.endpoints: dict[Handler, str] = {}
 
     def build(self, *, watch: bool) -> web.Application:
@@ -118,7 +120,21 @@ class _Routes:
         return web.json_response(SIMULATOR_CLUSTERS)
 
     async def init(self, request: web.Request) -> web.StreamResponse:
-        body = await self._json_body(request)
+        """`job/init/`; with the `first_chunk` extension, its first `add_circuits/` too.
+
+        `"first_chunk": {"idempotency_key": k, "body": <add_circuits body>}` is
+        applied as if uploaded with key `k`; the answer then carries its reply
+        as `first_chunk`. A refused chunk refuses the whole request, and a job
+        this request created is deleted: no empty job is left behind.
+        """
+        body = await self._json_body(request, limit=MAX_PAYLOAD_BYTES)
+        first = body.get("first_chunk") if self.first_chunk else None
+        if first is not None and not (
+            isinstance(first, dict)
+            and isinstance(first.get("body"), dict)
+            and isinstance(first.get("idempotency_key", ""), str)
+        ):
+            raise BadRequest("first_chunk must be {idempotency_key: string, body: object}")
         job_type = body.get("job_type", "EXECUTE")
         if job_type not in ("EXECUTE", "EXPECTATION"):
             raise BadRequest(
@@ -158,16 +174,30 @@ class _Routes:
             options=options,
             idempotency_key=request.headers.get("Idempotency-Key"),
         )
-        return web.json_response({"job_id": job.id}, status=201 if created else 200)
+        answer: dict[str, Any] = {"job_id": job.id}
+        if first is not None:
+            try:
+                answer["first_chunk"] = await self._add_chunk(
+                    job, first["body"], first.get("idempotency_key") or None
+                )
+            except BaseException:
+                if created:
+                    self.state.store.delete(job)
+                raise
+        return web.json_response(answer, status=201 if created else 200)
 
     async def add_circuits(self, request: web.Request) -> web.StreamResponse:
-        store = self.state.store
         job = self._job(request)
         body = await self._json_body(request, limit=MAX_PAYLOAD_BYTES)
-        key = request.headers.get("Idempotency-Key")
+        reply = await self._add_chunk(job, body, request.headers.get("Idempotency-Key"))
+        return web.json_response(reply)
+
+    async def _add_chunk(self, job: Job, body: dict[str, Any], key: str | None) -> dict[str, Any]:
+        """`add_circuits/` of `body` to `job`: its reply (the first one again for a known key)."""
+        store = self.state.store
         if key is not None and key in job.chunk_replies:
             self.state.counters.add("duplicate_chunks_refused")
-            return web.json_response(job.chunk_replies[key])
+            return job.chunk_replies[key]
         self._check_open(job)
 
         mode = body.get("mode", "append")
@@ -232,7 +262,7 @@ class _Routes:
             raise web.HTTPNotFound(reason="job not found")
         if key is not None and key in job.chunk_replies:
             self.state.counters.add("duplicate_chunks_refused")
-            return web.json_response(job.chunk_replies[key])
+            return job.chunk_replies[key]
         self._check_open(job)
         duplicates = sorted(set(circuits) & job.labels)
         if duplicates:
@@ -250,8 +280,7 @@ class _Routes:
             ]
             terms = chosen[0] if chosen else [t for group in groups for t in group]
             tasks.append(CircuitTask(label, source, terms=tuple(terms)))
-        reply = store.add_circuits(job, tasks, finalized=finalized, key=key)
-        return web.json_response(reply)
+        return store.add_circuits(job, tasks, finalized=finalized, key=key)
 
     @staticmethod
     def _check_open(job: Job) -> None:

@@ -38,7 +38,9 @@ class LocalScheduler(SchedulerView):
     and ``s.token``), or ``with LocalScheduler(...).run_in_thread() as s:`` from
     blocking code. ``stop()`` then ``start()`` restarts it on the same port with
     its jobs intact; ``faults`` can be replaced at any time. ``watch=False``
-    serves without the `jobs/watch/` extension (404), like a plain server.
+    serves without the `jobs/watch/` extension (404), and ``first_chunk=False``
+    without the `first_chunk` one of `job/init/` (the field is ignored), like
+    a plain server.
     ``decode_workers=N`` unpacks and checks the circuits of uploaded chunks in N
     worker processes (started with the scheduler) instead of a thread, so that
     chunks uploaded at once are decoded in parallel; the program that starts
@@ -64,6 +66,7 @@ class LocalScheduler(SchedulerView):
         allow_remote: bool = False,
         shutdown_timeout: float = 2.0,
         watch: bool = True,
+        first_chunk: bool = True,
         decode_workers: int = 0,
         log_requests: bool = False,
     ) -> None:
@@ -78,6 +81,7 @@ class LocalScheduler(SchedulerView):
             raise ValueError(f"max_concurrent_jobs must be >= 1, got {max_concurrent_jobs!r}")
         self.shutdown_timeout = shutdown_timeout
         self.watch = watch
+        self.first_chunk = first_chunk
         self.log_requests = log_requests
         self._duration = self._check_duration(job_duration)
         self._rng = random.Random(seed)
@@ -118,7 +122,7 @@ class LocalScheduler(SchedulerView):
         state.closing = asyncio.Event()
         await state.decoder.start()
         runner = web.AppRunner(
-            build_app(state, watch=self.watch),
+            build_app(state, watch=self.watch, first_chunk=self.first_chunk),
             access_log=access_logger if self.log_requests else None,
             shutdown_timeout=self.shutdown_timeout,
         )

@@ -11,7 +11,7 @@ import pytest
 from asyncjob import ExecutionCancelledError, JobBackend, JobStatus
 from asyncjob.local import FaultConfig, ThreadedScheduler
 
-from ._support import BELL, hangs, wait_until
+from ._support import BELL, hangs, make_backend, wait_until
 
 
 def setting(event: threading.Event) -> Callable[[int, str], None]:
@@ -57,18 +57,21 @@ def test_event_ends_a_hanging_status_request(
 
 
 def test_event_during_upload_cancels_the_created_job(
-    slow_backend: JobBackend, slow_scheduler: ThreadedScheduler
+    serve: Callable[..., ThreadedScheduler],
 ) -> None:
-    slow_scheduler.faults = FaultConfig(hang_rate=1.0, only=("add_circuits",))
+    """A plain server (no `first_chunk`): the upload after `job/init/` hangs."""
+    plain = serve(job_duration=3600.0, first_chunk=False)
+    plain.faults = FaultConfig(hang_rate=1.0, only=("add_circuits",))
     event = threading.Event()
-    set_when(event, lambda: hangs(slow_scheduler) >= 1)
+    set_when(event, lambda: hangs(plain) >= 1)
 
+    backend = make_backend(plain)
     with pytest.raises(ExecutionCancelledError):
-        slow_backend.submit_circuits({"a": BELL, "b": BELL}, cancellation_event=event)
-    assert hangs(slow_scheduler) >= 1
+        backend.submit_circuits({"a": BELL, "b": BELL}, cancellation_event=event)
+    assert hangs(plain) >= 1
     # The call returned at once; the job is cancelled in the background, and close() waits.
-    slow_backend.close()
-    jobs = slow_scheduler.jobs()
+    backend.close()
+    jobs = plain.jobs()
     assert len(jobs) == 1
     assert jobs[0].status == "CANCELLED"
     assert not jobs[0].finalized

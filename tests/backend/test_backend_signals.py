@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,7 +82,11 @@ def test_second_ctrl_c_raises_keyboard_interrupt_at_once(
     assert slow_scheduler.job(job_id).status == "RUNNING"  # type: ignore[union-attr]
 
 
-def test_ctrl_c_during_upload_cancels_the_created_job(slow_scheduler: ThreadedScheduler) -> None:
+def test_ctrl_c_during_upload_cancels_the_created_job(
+    serve: Callable[..., ThreadedScheduler],
+) -> None:
+    """A plain server (no `first_chunk`): the upload after `job/init/` hangs."""
+    slow_scheduler = serve(job_duration=3600.0, first_chunk=False)
     slow_scheduler.faults = FaultConfig(hang_rate=1.0, only=("add_circuits",))
     process = start("interrupted.py", slow_scheduler, "submit")
     try:

@@ -101,11 +101,14 @@ ONE_CHUNK_SUBMITTER = textwrap.dedent(
 
 
 def test_killed_one_chunk_submission_is_resumed(tmp_path: Path) -> None:
-    """A small batch (one chunk, journaled with its submission) is finished by `resume` too."""
+    """A small batch (one chunk, journaled with its submission) is finished by `resume` too.
+
+    Against a plain server (no `first_chunk`): killed after `job/init/`, during the upload.
+    """
     journal_path = tmp_path / "journal.sqlite3"
     faults = FaultConfig(latency=5, only=("add_circuits",))
     with LocalScheduler(
-        TOKEN, faults=faults, job_duration=0.1, executor="sampler"
+        TOKEN, faults=faults, job_duration=0.1, executor="sampler", first_chunk=False
     ).run_in_thread() as server:
 
         def uploading() -> bool:
@@ -134,3 +137,41 @@ def test_killed_one_chunk_submission_is_resumed(tmp_path: Path) -> None:
         (entry,) = Journal(journal_path).entries()
         assert not entry.interrupted
         assert (entry.n_chunks, entry.chunks_sent) == (1, 1)
+
+
+def test_killed_while_init_carries_the_chunk_is_resumed_without_a_second_upload(
+    tmp_path: Path,
+) -> None:
+    """Killed after the server took `job/init/` with its `first_chunk`, before the answer.
+
+    The journal knows the submission but not its job: `resume` (by the submission's
+    key) finds the job by the init's key, and re-sends the chunk with its own key,
+    which the server knows it applied: one job, its circuits once.
+    """
+    journal_path = tmp_path / "journal.sqlite3"
+    faults = FaultConfig(only=("init",), hang_rate=1.0, hang_when="after", hang_time=30)
+    with LocalScheduler(
+        TOKEN, faults=faults, job_duration=0.1, executor="sampler"
+    ).run_in_thread() as server:
+        _kill_when(ONE_CHUNK_SUBMITTER, server.base_url, journal_path, lambda: server.jobs())
+
+        (job,) = server.jobs()
+        assert job.finalized and sorted(job.labels) == ["a", "b"]  # taken with the init
+        (entry,) = Journal(journal_path).entries()
+        assert entry.interrupted and entry.complete and entry.job_id is None
+
+        server.faults = FaultConfig()
+        with JobBackend(
+            server.base_url, TOKEN, journal=journal_path, polling_interval=0.02
+        ) as backend:
+            handle = backend.resume(entry.key)
+            assert handle.job_id == job.id
+            status = backend.poll_job_status(handle, loop_until_complete=True, verbose=False)
+            assert status is JobStatus.COMPLETED
+            result = backend.get_job_results(handle)
+        assert [r["label"] for r in result.results or []] == ["a", "b"]
+        assert server.stats.jobs_created == 1
+        assert server.stats.requests_by_endpoint.get("add_circuits") == 1  # the resumed one
+        assert server.stats.duplicate_chunks_refused == 1  # ... answered, not applied again
+        (entry,) = Journal(journal_path).entries()
+        assert not entry.interrupted

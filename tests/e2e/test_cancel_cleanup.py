@@ -46,7 +46,7 @@ async def test_cancel_during_a_hung_init_returns_at_once_and_cleans_up_in_the_ba
         only=("init",), hang_rate=1.0, hang_when="after", hang_time=1.0, max_faults=2
     )
     journal = tmp_path / "j.sqlite3"
-    async with LocalScheduler(executor="sampler", faults=faults, job_duration=0.01) as server:
+    async with LocalScheduler(executor="sampler", faults=faults, job_duration=3600) as server:
         async with AsyncJobClient(server.base_url, server.token, journal=journal) as client:
             await _submit_cancelled_when(client, server, {"a": BELL}, "init")
             # The call is over and sent nothing more: nothing was cancelled yet.
