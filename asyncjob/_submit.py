@@ -565,25 +565,31 @@ class Submitter:
 class _Turns:
     """An async context admitting `n` tasks at a time, each in a later turn of the loop.
 
-    Waiting in it costs little (an `asyncio.Semaphore`: thousands of tasks
+    Waiting in it costs little (a future in `_Slots`: thousands of tasks
     started together queue up in one turn at the cost of as many no-op steps),
     and the turn taken after admission spreads the admitted work over the
     loop's turns even when nobody waits.
     """
 
     def __init__(self, n: int) -> None:
-        self._semaphore = asyncio.Semaphore(n)
+        self._slots = _Slots(n)
 
     async def __aenter__(self) -> None:
-        await self._semaphore.acquire()
+        turn = self._slots.take()
+        if turn is not None:
+            try:
+                await turn
+            except BaseException:
+                self._slots.leave(turn)
+                raise
         try:
             await asyncio.sleep(0)
         except BaseException:
-            self._semaphore.release()
+            self._slots.release()
             raise
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._semaphore.release()
+        self._slots.release()
 
 
 class _Slots:
