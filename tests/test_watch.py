@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -283,6 +283,36 @@ class FakeClock:
         await anyio.lowlevel.checkpoint()
 
 
+async def _round_starts(
+    monkeypatch: pytest.MonkeyPatch,
+    pace: float,
+    answer: Callable[[list[str], int], dict[str, Any]],
+) -> tuple[FakeClock, list[float]]:
+    """Follow 4 jobs on a `FakeClock`; `answer(ids, n)` is the n-th watch answer (from 1).
+
+    Returns the clock and the time each round started.
+    """
+    clock = FakeClock()
+    monkeypatch.setattr(_status, "_now", clock.time)
+    monkeypatch.setattr(_status, "_sleep_until", clock.sleep_until)
+    starts: list[float] = []
+
+    def callback(url: URL, **kwargs: Any) -> CallbackResult:
+        starts.append(clock.now)
+        ids = json.loads(kwargs["data"])["job_ids"]
+        return CallbackResult(payload=answer(ids, len(starts)))
+
+    polling = PollingPolicy(interval=2.0, watch_pace=pace)
+    async with AsyncJobClient(BASE, TOKEN, polling=polling) as client:
+        with aioresponses() as m:
+            m.post(WATCH, callback=callback, repeat=True)
+            handles = [ExecutionResult(job_id=f"j{i}") for i in range(4)]
+            async with client.as_completed(handles) as outcomes:
+                got = [o async for o in outcomes]
+    assert len(got) == 4
+    return clock, starts
+
+
 @pytest.mark.parametrize("pace", [0.25, 0.0])
 async def test_as_completed_starts_watch_rounds_no_more_often_than_the_pace(
     monkeypatch: pytest.MonkeyPatch, pace: float
@@ -291,26 +321,13 @@ async def test_as_completed_starts_watch_rounds_no_more_often_than_the_pace(
 
     A round without news is followed one hold (the polling interval) later.
     """
-    clock = FakeClock()
-    monkeypatch.setattr(_status, "_now", clock.time)
-    monkeypatch.setattr(_status, "_sleep_until", clock.sleep_until)
-    starts: list[float] = []
 
-    def answer(url: URL, **kwargs: Any) -> CallbackResult:
-        ids = json.loads(kwargs["data"])["job_ids"]
-        starts.append(clock.now)
-        if len(starts) == 2:  # the hold ended with nothing settled
-            return CallbackResult(payload={"jobs": {}})
-        return CallbackResult(payload={"jobs": {ids[0]: {"status": "CANCELLED"}}})
+    def answer(ids: list[str], n: int) -> dict[str, Any]:
+        if n == 2:  # the hold ended with nothing settled
+            return {"jobs": {}}
+        return {"jobs": {ids[0]: {"status": "CANCELLED"}}}
 
-    polling = PollingPolicy(interval=2.0, watch_pace=pace)
-    async with AsyncJobClient(BASE, TOKEN, polling=polling) as client:
-        with aioresponses() as m:
-            m.post(WATCH, callback=answer, repeat=True)
-            handles = [ExecutionResult(job_id=f"j{i}") for i in range(4)]
-            async with client.as_completed(handles) as outcomes:
-                got = [o async for o in outcomes]
-    assert len(got) == 4
+    clock, starts = await _round_starts(monkeypatch, pace, answer)
     assert [b - a for a, b in itertools.pairwise(starts)] == [pace, 2.0, pace, pace]
     # The round that settled the last job is not followed by a pace: the iteration ends.
     assert clock.now == starts[-1]
@@ -324,25 +341,12 @@ async def test_a_round_follows_at_once_when_the_server_has_more_finished_jobs(
     A hostile server saying `more` for ever still settles a job each round, so
     the rounds without pace end with the jobs.
     """
-    clock = FakeClock()
-    monkeypatch.setattr(_status, "_now", clock.time)
-    monkeypatch.setattr(_status, "_sleep_until", clock.sleep_until)
-    starts: list[float] = []
 
-    def answer(url: URL, **kwargs: Any) -> CallbackResult:
-        ids = json.loads(kwargs["data"])["job_ids"]
-        starts.append(clock.now)
-        more = len(starts) != 2  # the second answer has no more: the third round is paced
-        return CallbackResult(payload={"jobs": {ids[0]: {"status": "CANCELLED"}}, "more": more})
+    def answer(ids: list[str], n: int) -> dict[str, Any]:
+        more = n != 2  # the second answer has no more: the third round is paced
+        return {"jobs": {ids[0]: {"status": "CANCELLED"}}, "more": more}
 
-    polling = PollingPolicy(interval=2.0, watch_pace=0.25)
-    async with AsyncJobClient(BASE, TOKEN, polling=polling) as client:
-        with aioresponses() as m:
-            m.post(WATCH, callback=answer, repeat=True)
-            handles = [ExecutionResult(job_id=f"j{i}") for i in range(4)]
-            async with client.as_completed(handles) as outcomes:
-                got = [o async for o in outcomes]
-    assert len(got) == 4
+    _, starts = await _round_starts(monkeypatch, 0.25, answer)
     assert [b - a for a, b in itertools.pairwise(starts)] == [0.0, 0.25, 0.0]
 
 
