@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -25,6 +26,10 @@ logger = logging.getLogger("asyncjob")
 WATCH_BATCH = 5000
 """Most jobs listed in one `jobs/watch/` request: a round costs about a millisecond of
 client CPU whatever its size, so thousands of jobs are followed with few rounds."""
+SMALL_WATCH_BATCH = 500
+"""Jobs per `jobs/watch/` request for a server that refuses a larger list (400 or 413;
+older local schedulers took up to 1,000 ids): such a group is followed in groups of this
+size rather than polled job by job."""
 _WATCH_HOLD = 60.0
 """Longest hold asked of the server (the local scheduler's cap)."""
 _WIRE_STATUS = {status.value: status for status in JobStatus}
@@ -34,8 +39,9 @@ _NOTED_AT_ONCE = 100
 _NO_WATCH = (400, 403, 404, 405, 410, 501)
 """Answers to `jobs/watch/` that mean the server does not have the extension."""
 INLINE_RESULTS_MAX = 100
-"""Most results a job may have to come inline in a watch answer (`inline_results`):
-a round names up to 500 jobs, and one answer must stay far below `max_response_bytes`."""
+"""Most results a job may have to come inline in a watch answer (`inline_results`): the
+pages of thousands of jobs may share one answer (the local scheduler caps an answer at
+1,000 results; an answer over `max_response_bytes` makes the client ask without them)."""
 
 
 class StatusFollower:
@@ -146,6 +152,12 @@ class StatusFollower:
         try:
             response = await self._ctx.sender.request("POST", "jobs/watch/", body=body, hold=hold)
         except (HTTPStatusError, ProtocolError) as exc:
+            if (
+                isinstance(exc, HTTPStatusError)
+                and exc.status_code in (400, 413)
+                and len(job_ids) > SMALL_WATCH_BATCH
+            ):
+                raise _GroupTooLarge(str(exc)) from exc  # a smaller cap, not a missing extension
             if isinstance(exc, HTTPStatusError) and exc.status_code not in _NO_WATCH:
                 raise  # 401, 429 or 5xx after retries: trouble, not a missing extension
             if not inline or (isinstance(exc, HTTPStatusError) and exc.status_code != 400):
@@ -190,14 +202,29 @@ class StatusFollower:
                 rounds += 1
                 sent = _now()
                 hold = min(policy.delay(rounds), _WATCH_HOLD)
-                watched = await self._watch(list(jobs), hold, settled_only=True, inline=inline)
+                try:
+                    watched = await self._watch(list(jobs), hold, settled_only=True, inline=inline)
+                except _GroupTooLarge:
+                    logger.debug(
+                        "jobs/watch/ refused %d ids; in groups of %d", len(jobs), SMALL_WATCH_BATCH
+                    )
+                    ids = list(jobs)
+                    async with anyio.create_task_group() as tg:
+                        for start in range(0, len(ids), SMALL_WATCH_BATCH):
+                            group = {j: jobs[j] for j in ids[start : start + SMALL_WATCH_BATCH]}
+                            tg.start_soon(
+                                functools.partial(self.watch_jobs, group, done, inline=inline)
+                            )
+                    return
                 if watched is None:
                     break
                 news = False
                 where = watched.where
                 async with self._answers:
                     for number, (job_id, entry) in enumerate(watched.entries.items(), 1):
-                        if number % _NOTED_AT_ONCE == 0:  # not 500 jobs in one loop iteration
+                        if (
+                            number % _NOTED_AT_ONCE == 0
+                        ):  # not thousands of jobs in one loop iteration
                             await anyio.lowlevel.checkpoint()
                         status = None if entry is None else self._note_status(job_id, entry, where)
                         if status is None or status.is_terminal:
@@ -238,6 +265,10 @@ class StatusFollower:
         if status.is_terminal:
             remember(self._ctx.run_times, job_id, _run_time(data))
         return status
+
+
+class _GroupTooLarge(AsyncJobError):
+    """A `jobs/watch/` request listing more ids than the old group size was refused."""
 
 
 def _inline_page(entry: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -207,7 +207,7 @@ class Submitter:
         job_id, landed = await self._init(key, submission.init_body, chunk)
         self._ctx.remember_labels(job_id, submission.labels)
         self._ctx.log(Created(key, job_id))
-        if landed:
+        if landed is True:
             self._ctx.log(Submitted(key))
             logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
             return ExecutionResult(job_id=job_id, backend_jobs=1)
@@ -221,6 +221,8 @@ class Submitter:
         except BaseException as exc:
             await self.clean_up(exc, key, lambda: self.abandon(job_id, key), f"job {job_id}")
             raise
+        if landed is None:  # refused with the init, taken alone: the field was refused
+            self._no_first_chunk = True
         self._ctx.log(Submitted(key))
         logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
         return ExecutionResult(job_id=job_id, backend_jobs=1)
@@ -339,8 +341,11 @@ class Submitter:
 
     async def _init(
         self, key: str, init_body: dict[str, Any], first: PendingChunk | None = None
-    ) -> tuple[str, bool]:
+    ) -> tuple[str, bool | None]:
         """`job/init/`: the job id, and whether `first` (a chunk) went along and landed.
+
+        None: the request with `first` was refused and the plain one taken; whether
+        the field or the chunk itself was refused is known once the chunk is sent alone.
 
         With `first`, the request carries the chunk (`first_chunk`, an extension
         of the local scheduler): one round trip instead of two. A server without
@@ -351,6 +356,7 @@ class Submitter:
         the first one may have created, without creating another.
         """
         data = self._with_first_chunk(init_body, first)
+        refused = False
         try:
             try:
                 response = await self._ctx.sender.request(
@@ -364,7 +370,7 @@ class Submitter:
                 response = await self._ctx.sender.request(
                     "POST", "job/init/", body=init_body, idempotency_key=key
                 )
-                self._no_first_chunk = True
+                refused = True
         except BaseException as exc:
             if _outcome_known(exc) or never_sent(exc):
                 self._ctx.log(Abandoned(key))
@@ -375,6 +381,8 @@ class Submitter:
             raise
         with self._ctx.token_scrubbed():
             job_id = _job_id_field(response)
+            if refused:
+                return job_id, None
             return job_id, data is not None and _first_chunk_landed(response)
 
     def _with_first_chunk(

@@ -141,6 +141,38 @@ async def test_a_server_refusing_the_first_chunk_gets_plain_inits_from_then_on(
         assert len(calls(m, "POST", add_url())) == 2
 
 
+async def test_a_refused_chunk_does_not_turn_the_first_chunk_off(client: AsyncJobClient) -> None:
+    """A server with the extension refuses one batch's chunk (400, as for a bad circuit).
+
+    That says nothing about the field: the next batch still goes with its `job/init/`.
+    """
+
+    def init(url: URL, **kwargs: Any) -> CallbackResult:
+        first = json.loads(kwargs["data"]).get("first_chunk")
+        if first is not None and "bad" in first["body"]["circuits"]:
+            return CallbackResult(status=400, payload={"detail": "circuit 'bad': ..."})
+        answer: dict[str, Any] = {"job_id": "j1"}
+        if first is not None:
+            answer["first_chunk"] = {"job_id": "j1", "circuits_added": 1}
+        return CallbackResult(status=201, payload=answer)
+
+    def add(url: URL, **kwargs: Any) -> CallbackResult:
+        if "bad" in json.loads(kwargs["data"])["circuits"]:
+            return CallbackResult(status=400, payload={"detail": "circuit 'bad': ..."})
+        return CallbackResult(payload={"job_id": "j1", "circuits_added": 1})
+
+    with aioresponses() as m:
+        m.post(INIT, callback=init, repeat=True)
+        m.post(add_url(), callback=add, repeat=True)
+        m.post(BASE + "job/j1/cancel/", payload={"job_id": "j1"}, repeat=True)
+        with pytest.raises(BadRequestError, match="circuit 'bad'"):
+            await client.submit_circuits({"bad": BELL})
+        await client.submit_circuits({"good": BELL})
+        last = calls(m, "POST", INIT)[-1]
+        assert "first_chunk" in sent_body(last)
+        assert len(calls(m, "POST", add_url())) == 1  # the bad chunk, sent alone once
+
+
 async def test_an_init_refused_with_and_without_the_first_chunk_raises(
     client: AsyncJobClient,
 ) -> None:

@@ -239,6 +239,30 @@ async def test_as_completed_watches_in_groups_of_watch_batch_and_keeps_duplicate
     assert all(o.status is JobStatus.CANCELLED for o in got)
 
 
+@pytest.mark.parametrize("status", [400, 413])
+async def test_a_server_refusing_large_watch_groups_is_watched_in_smaller_ones(
+    status: int,
+) -> None:
+    """A server taking at most 1,000 ids (as older local schedulers) is still watched."""
+
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        ids = json.loads(kwargs["data"])["job_ids"]
+        if len(ids) > 1000:
+            return CallbackResult(status=status, payload={"detail": "job_ids: 1 to 1000"})
+        return CallbackResult(payload={"jobs": {j: {"status": "CANCELLED"} for j in ids}})
+
+    handles = [ExecutionResult(job_id=f"j{i}") for i in range(1001)]
+    polling = PollingPolicy(interval=0.01)
+    async with AsyncJobClient(BASE, TOKEN, retry=fast_retry(), polling=polling) as client:
+        with aioresponses() as m:
+            m.post(WATCH, callback=answer, repeat=True)
+            async with client.as_completed(handles, fetch_results=False) as outcomes:
+                got = [o async for o in outcomes]
+            sizes = sorted(len(sent_body(call)["job_ids"]) for call in calls(m, "POST", WATCH))
+    assert len(got) == 1001 and all(o.status is JobStatus.CANCELLED for o in got)
+    assert sizes == [1, 500, 500, 1001]  # no status/ polls: aioresponses would refuse them
+
+
 async def test_as_completed_falls_back_to_polling_each_job_when_watching_fails(
     client: AsyncJobClient,
 ) -> None:

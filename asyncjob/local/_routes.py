@@ -181,7 +181,9 @@ class _Routes:
                     job, first["body"], first.get("idempotency_key") or None
                 )
             except BaseException:
-                if created:
+                # Not if a repeat of this request (same keys) applied the chunk meanwhile.
+                chunk_key = first.get("idempotency_key") or None
+                if created and (chunk_key is None or chunk_key not in job.chunk_replies):
                     self.state.store.delete(job)
                 raise
         return web.json_response(answer, status=201 if created else 200)
