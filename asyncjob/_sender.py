@@ -93,7 +93,10 @@ class Sender:
         self.transport = transport
         self.requests_sent = 0
         self.closed = False
-        self._slots = PerLoop(lambda: asyncio.Semaphore(self._config.limits.max_connections))
+        # The factory holds the number, not `self`: a cycle through it would leave the
+        # transport to the garbage collector, which may finalize its session first.
+        connections = config.limits.max_connections
+        self._slots = PerLoop(lambda: asyncio.Semaphore(connections))
 
     def _slot(self) -> asyncio.Semaphore:
         """The running loop's limit of requests in flight (one per pooled connection).

@@ -72,9 +72,8 @@ class Submitter:
         self._no_first_chunk = False
         """True once a server refused a `job/init/` carrying `first_chunk`, then took it plain."""
         self._preparing = PerLoop(lambda: _Turns(_PREPARING))
-        self._admitting = PerLoop(
-            lambda: _Slots(IN_FLIGHT_PER_CONNECTION * ctx.config.limits.max_connections)
-        )
+        admitted = IN_FLIGHT_PER_CONNECTION * ctx.config.limits.max_connections
+        self._admitting = PerLoop(lambda: _Slots(admitted))
 
     async def submit_batch(self, circuits: object, options: Mapping[str, Any]) -> ExecutionResult:
         """`submit_circuits`: wait for a turn, check (and compress) the batch, then send it.

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import warnings
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -376,6 +377,28 @@ async def test_a_closed_client_does_not_reopen_its_session(
         await client.get_job_results("any")
     assert client.requests_sent == sent
     assert local_scheduler.stats.requests_total > 0
+
+
+async def test_a_used_client_is_freed_without_the_garbage_collector(
+    local_scheduler: LocalScheduler,
+) -> None:
+    """No reference cycle holds its sender or transport: dropping the client frees them.
+
+    In a cycle, the collector finalizes the objects in any order, and the
+    aiohttp session may go first and warn in aiohttp's words (see below).
+    """
+    client = AsyncJobClient(local_scheduler.base_url, local_scheduler.token)
+    await client.poll_job_status(await client.submit_circuits({"a": BELL}))
+    sender = weakref.ref(client._ctx.sender)
+    transport = weakref.ref(client._ctx.sender.transport)
+    gc.disable()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del client
+        assert sender() is None and transport() is None
+    finally:
+        gc.enable()
 
 
 async def test_an_unclosed_client_warns_in_its_own_words(local_scheduler: LocalScheduler) -> None:
