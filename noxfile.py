@@ -62,13 +62,16 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[divi]", "matplotlib", "pyinstrument")
     divi_venv = Path(".nox") / "bench-divi"
     divi_python = divi_venv / "bin" / "python"
+    # run_install: these are installs, so `--install-only` makes them too.
     if not divi_python.exists():
-        session.run("python", "-m", "venv", str(divi_venv))
+        session.run_install("python", "-m", "venv", str(divi_venv))
     # openqasm3: the bare-parser row of the CPU table is measured in both venvs.
     divi_deps = [DIVI, "openqasm3[parser]"]
     check = subprocess.run([str(divi_python), "-c", "import divi, openqasm3"], capture_output=True)
     if check.returncode != 0:
-        session.run(str(divi_python), "-m", "pip", "install", "--quiet", *divi_deps, external=True)
+        session.run_install(
+            str(divi_python), "-m", "pip", "install", "--quiet", *divi_deps, external=True
+        )
     session.run(
         "python",
         "bench/run.py",
