@@ -343,13 +343,11 @@ class Submitter:
     ) -> tuple[str, bool | None]:
         """`job/init/`: the job id, and whether `first` (a chunk) went along and landed.
 
-        None: the request with `first` was refused and the plain one taken; whether
-        the field or the chunk itself was refused is known once the chunk is sent alone.
-
         With `first`, the request carries the chunk (`first_chunk`, an extension
         of the local scheduler): one round trip instead of two. A server without
         the extension ignores it (False: the chunk is still to be sent), or
-        refuses it, and then gets the plain request, now and from then on.
+        refuses the request, which is then sent again plain (None: whether the
+        field or the chunk was refused is known once the chunk is sent alone).
         If its outcome is unknown when it fails, find that job and cancel it:
         repeating the request with the same `Idempotency-Key` returns the job
         the first one may have created, without creating another.
