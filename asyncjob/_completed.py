@@ -16,7 +16,7 @@ from ._context import ClientContext
 from ._errors import AsyncJobError
 from ._models import ExecutionResult, JobStatus
 from ._results import ResultsFetcher
-from ._status import WATCH_BATCH, StatusFollower, watchable
+from ._status import WATCH_BATCH, StatusFollower, watch_groups, watchable
 
 __all__ = ["JobOutcome", "as_completed"]
 
@@ -125,11 +125,7 @@ async def as_completed(
                     fetchers = _FETCHERS_PER_CONNECTION * ctx.config.limits.max_connections
                     for _ in range(min(fetchers, len(handles))):
                         tg.start_soon(fetcher, finished_receive.clone(), send.clone())
-                    ids = list(watched)
-                    for start in range(0, len(ids), WATCH_BATCH):
-                        group = {
-                            job_id: watched[job_id] for job_id in ids[start : start + WATCH_BATCH]
-                        }
+                    for group in watch_groups(watched, WATCH_BATCH):
                         tg.start_soon(watcher, group, finished_send.clone(), send.clone())
         yield receive
         tg.cancel_scope.cancel()

@@ -6,7 +6,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -19,7 +19,7 @@ from ._journal_records import Status
 from ._models import ExecutionResult, JobStatus, Response
 from ._sender import job_path
 
-__all__ = ["WATCH_BATCH", "StatusFollower", "watchable"]
+__all__ = ["WATCH_BATCH", "StatusFollower", "watch_groups", "watchable"]
 
 logger = logging.getLogger("asyncjob")
 
@@ -208,10 +208,8 @@ class StatusFollower:
                     logger.debug(
                         "jobs/watch/ refused %d ids; in groups of %d", len(jobs), SMALL_WATCH_BATCH
                     )
-                    ids = list(jobs)
                     async with anyio.create_task_group() as tg:
-                        for start in range(0, len(ids), SMALL_WATCH_BATCH):
-                            group = {j: jobs[j] for j in ids[start : start + SMALL_WATCH_BATCH]}
+                        for group in watch_groups(jobs, SMALL_WATCH_BATCH):
                             tg.start_soon(
                                 functools.partial(self.watch_jobs, group, done, inline=inline)
                             )
@@ -222,9 +220,8 @@ class StatusFollower:
                 where = watched.where
                 async with self._answers:
                     for number, (job_id, entry) in enumerate(watched.entries.items(), 1):
-                        if (
-                            number % _NOTED_AT_ONCE == 0
-                        ):  # not thousands of jobs in one loop iteration
+                        # Not thousands of jobs in one loop iteration.
+                        if number % _NOTED_AT_ONCE == 0:
                             await anyio.lowlevel.checkpoint()
                         status = None if entry is None else self._note_status(job_id, entry, where)
                         if status is None or status.is_terminal:
@@ -269,6 +266,15 @@ class StatusFollower:
 
 class _GroupTooLarge(AsyncJobError):
     """A `jobs/watch/` request listing more ids than the old group size was refused."""
+
+
+def watch_groups(
+    jobs: dict[str, list[ExecutionResult]], size: int
+) -> Iterator[dict[str, list[ExecutionResult]]]:
+    """`jobs` cut into groups of at most `size`, each followed by `watch_jobs` on its own."""
+    ids = list(jobs)
+    for start in range(0, len(ids), size):
+        yield {job_id: jobs[job_id] for job_id in ids[start : start + size]}
 
 
 def _inline_page(entry: dict[str, Any] | None) -> dict[str, Any] | None:

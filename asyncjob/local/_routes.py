@@ -176,13 +176,11 @@ class _Routes:
         )
         answer: dict[str, Any] = {"job_id": job.id}
         if first is not None:
+            chunk_key = first.get("idempotency_key") or None
             try:
-                answer["first_chunk"] = await self._add_chunk(
-                    job, first["body"], first.get("idempotency_key") or None
-                )
+                answer["first_chunk"] = await self._add_chunk(job, first["body"], chunk_key)
             except BaseException:
                 # Not if a repeat of this request (same keys) applied the chunk meanwhile.
-                chunk_key = first.get("idempotency_key") or None
                 if created and (chunk_key is None or chunk_key not in job.chunk_replies):
                     self.state.store.delete(job)
                 raise
@@ -304,8 +302,9 @@ class _Routes:
         carries them as `results_page` (its first `resultsV2/` page of size n),
         up to `MAX_INLINE_RESULTS` results in the answer: the client then needs
         no results request for it. With both fields, such a job whose page no
-        longer fits is left out, as if still running: a later round carries it,
-        rather than the client fetching thousands of results one job at a time.
+        longer fits is left out, as if still running, and `"more": true` tells
+        the client to ask again at once: the next round carries it, rather than
+        the client fetching thousands of results one job at a time.
         """
         body = await self._json_body(request)
         ids = body.get("job_ids")
