@@ -394,3 +394,13 @@ async def test_resume_cancels_a_cancelled_submission_whose_cleanup_did_not_end(
             assert ("POST", URL(ADD)) not in m.requests
     entry = Journal(path).find(BASE, "k1")
     assert entry is not None and entry.state == ABANDONED
+
+
+@pytest.mark.parametrize("n", [1, 4096, 4097, 10_000])
+def test_labels_are_serialised_a_slice_at_a_time_into_the_same_json(n: int) -> None:
+    from asyncjob._journal import _json_list
+
+    labels = tuple(f'c"{i}\\é' if i % 3 else f"c{i}" for i in range(n))
+    text = _json_list(labels)
+    assert text == json.dumps(list(labels))
+    assert json.loads(text) == list(labels)

@@ -171,3 +171,30 @@ async def test_a_waiter_cancelled_while_waiting_takes_no_slot() -> None:
     assert waiting.done() and not waiting.cancelled()
     slots.release()
     assert slots.take() is None  # the slot came back
+
+
+@pytest.mark.parametrize("size", [1, asyncjob._submit.THREAD_THRESHOLD + 1])
+async def test_a_large_batch_is_checked_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """Checking 50,000 labels takes tens of ms: a batch past the threshold is built in a thread."""
+    built_on: list[threading.Thread] = []
+    real_build = asyncjob._submit.build_submission
+
+    def build(*args: Any) -> Any:
+        built_on.append(threading.current_thread())
+        return real_build(*args)
+
+    monkeypatch.setattr(asyncjob._submit, "build_submission", build)
+    scheduler = Scheduler()
+    async with client_of(MockTransport(scheduler), max_connections=1) as client:
+        handle = await client.submit_circuits({f"c{i}": BELL for i in range(size)})
+    assert scheduler.circuits[handle.job_id] == [f"c{i}" for i in range(size)]
+    assert len(built_on) == 1
+    assert (built_on[0] is threading.current_thread()) == (size == 1)
+
+
+async def test_a_batch_without_a_length_is_refused_on_the_loop() -> None:
+    async with client_of(MockTransport(Scheduler()), max_connections=1) as client:
+        with pytest.raises(asyncjob.InvalidInputTypeError, match="mapping or a sequence"):
+            await client.submit_circuits(iter([BELL]))  # type: ignore[arg-type]
