@@ -554,6 +554,17 @@ def divi_vqe_section(
     return lines
 
 
+def same_machine(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Whether two runs had the same CPU model, in a sentence for the report."""
+    cpus = before.get("machine", {}).get("cpu"), after.get("machine", {}).get("cpu")
+    if cpus[0] == cpus[1]:
+        return "same machine."
+    return (
+        f"the machine differs (before: {cpus[0]}; after: {cpus[1]}), so compare the ratios "
+        "to divi of each run rather than these times."
+    )
+
+
 def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Rows comparing asyncjob's figures of a baseline run with this run."""
     b, a = before["asyncjob"], after["asyncjob"]
@@ -564,9 +575,10 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         "results) and `profile_submit.txt` (the client-side work of submitting 5,000 circuits). "
         "The baseline, `bench/baseline.json`, is a full `nox -s bench` run of the code at "
         "`18bb437` (the start of the round that added the divi backend, the split client "
-        "and the faster validator) on this machine; `bench/NOTES.md` says what changed.",
+        "and the faster validator); `bench/NOTES.md` says what changed.",
         "",
-        f"Before: {before['date']}; after: this run. Same machine and workloads.",
+        f"Before: {before['date']}; after: this run. Same workloads; "
+        + same_machine(before, after),
         "",
         "| figure | before | after | after/before |",
         "| --- | --- | --- | ---: |",
