@@ -442,7 +442,8 @@ def _json_list(items: Sequence[str]) -> str:
     """`json.dumps(list(items))`, a slice at a time.
 
     One call on 50,000 labels holds the GIL for about 10 ms, which the event
-    loop waits out; a slice holds it for under a millisecond.
+    loop waits out; a slice holds it for under a millisecond, and the loop
+    takes the GIL back between slices.
     """
     if len(items) <= _JSON_SLICE:
         return json.dumps(list(items))

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, TypeVar
 
 import anyio
@@ -38,7 +38,7 @@ from ._forksafe import PerLoop
 from ._journal import PendingChunk
 from ._journal_records import Abandoned, Begin, Cancelling, Chunk, ChunkSent, Created, Submitted
 from ._models import ExecutionResult, Response
-from ._parametric import check_pieces
+from ._parametric import ParametricCircuit, check_pieces
 from ._sender import job_path
 from ._template_chunks import template_bodies
 
@@ -655,11 +655,19 @@ class _ChunksEnded(AsyncJobError):
 
 
 def _size(circuits: object) -> int:
-    """The number of circuits in a batch as given; 0 if it has no length (refused later)."""
-    try:
-        return len(circuits)  # type: ignore[arg-type]
-    except TypeError:
+    """About how many circuits a batch holds, to choose where to check it.
+
+    A parametric circuit counts its parameter sets; a short sequence holding
+    some, theirs too. 0 for an object without a length (refused on the loop).
+    """
+    if isinstance(circuits, ParametricCircuit):
+        return len(circuits.parameter_sets)
+    if not isinstance(circuits, Sized):
         return 0
+    n = len(circuits)
+    if n <= THREAD_THRESHOLD and isinstance(circuits, Sequence):
+        return sum(_size(item) if isinstance(item, ParametricCircuit) else 1 for item in circuits)
+    return n
 
 
 def _small_final(

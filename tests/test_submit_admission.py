@@ -194,7 +194,38 @@ async def test_a_large_batch_is_checked_off_the_event_loop(
     assert (built_on[0] is threading.current_thread()) == (size == 1)
 
 
-async def test_a_batch_without_a_length_is_refused_on_the_loop() -> None:
+async def test_a_batch_without_a_length_is_refused_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built_on: list[threading.Thread] = []
+    real_build = asyncjob._submit.build_submission
+
+    def build(*args: Any) -> Any:
+        built_on.append(threading.current_thread())
+        return real_build(*args)
+
+    monkeypatch.setattr(asyncjob._submit, "build_submission", build)
     async with client_of(MockTransport(Scheduler()), max_connections=1) as client:
         with pytest.raises(asyncjob.InvalidInputTypeError, match="mapping or a sequence"):
             await client.submit_circuits(iter([BELL]))  # type: ignore[arg-type]
+    assert built_on == [threading.current_thread()]
+
+
+async def test_an_invalid_large_batch_raises_its_error_from_the_worker_thread() -> None:
+    scheduler = Scheduler()
+    batch: dict[Any, str] = {f"c{i}": BELL for i in range(asyncjob._submit.THREAD_THRESHOLD)}
+    batch[7] = BELL
+    async with client_of(MockTransport(scheduler), max_connections=1) as client:
+        with pytest.raises(asyncjob.InvalidInputTypeError, match="labels must be str, got int"):
+            await client.submit_circuits(batch)
+    assert scheduler.inits == 0
+
+
+def test_a_parametric_batch_counts_its_parameter_sets() -> None:
+    template = "OPENQASM 2.0;\nqreg q[1];\ncreg c[1];\nrx(t) q[0];\nmeasure q -> c;\n"
+    circuit = asyncjob.ParametricCircuit(template, ("t",), [(f"r{i}", [0.1]) for i in range(40)])
+    size = asyncjob._submit._size
+    assert size(circuit) == 40
+    assert size([circuit, ("plain", BELL)]) == 41
+    assert size({f"c{i}": BELL for i in range(3)}) == 3
+    assert size(iter([BELL])) == 0
