@@ -46,11 +46,11 @@ FLOOR_GZIP_LEVEL = 6
 class Ticker:
     """A task that sleeps `TICK` in a loop and keeps the largest gap between its wake-ups.
 
-    Each gap is also split: the loop thread's CPU time in it outside the garbage
-    collector's passes, minus the tick's 5 ms (`own`: the work of the code on
-    the loop, asyncjob's and the harness's), and the collector's passes in it,
-    on any thread (`gc`: their
-    cost grows with every live object of the process). The rest of a gap is
+    It also keeps, over all gaps, the most CPU time the loop thread spent in one
+    gap outside the garbage collector's passes, minus the tick's 5 ms (`max_own`:
+    the work of the code on the loop, asyncjob's and the harness's), and the most
+    time the collector ran within one gap, on any thread (`max_gc`: its passes
+    cost more the more live objects the process holds). The rest of a gap is
     waiting: for a core (shared with the scheduler's processes) or for the GIL
     (held by a worker thread).
     """
@@ -65,18 +65,18 @@ class Ticker:
         self._thread = threading.get_ident()
         self._gc_all = self._gc_loop = 0.0
         self._gc_marks = (0.0, 0.0)
-        self._gc_started = 0.0
+        self._gc_started = (0.0, 0.0)
         self._task: asyncio.Task[None] | None = None
 
     def _collector(self, phase: str, info: dict[str, int]) -> None:
-        now = time.perf_counter()
+        """`gc.callbacks`: the wall time of every pass, and the loop thread's CPU in its own."""
+        now = (time.perf_counter(), time.thread_time())
         if phase == "start":
             self._gc_started = now
             return
-        spent = now - self._gc_started
-        self._gc_all += spent
+        self._gc_all += now[0] - self._gc_started[0]
         if threading.get_ident() == self._thread:
-            self._gc_loop += spent
+            self._gc_loop += now[1] - self._gc_started[1]
 
     async def _run(self) -> None:
         self._last = time.perf_counter()
@@ -100,20 +100,26 @@ class Ticker:
 
     async def __aenter__(self) -> Ticker:
         self._thread = threading.get_ident()
-        gc.callbacks.append(self._collector)
         self._task = asyncio.get_running_loop().create_task(self._run())
-        await asyncio.sleep(0)
+        gc.callbacks.append(self._collector)
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
-        # The measured call's last step ran just now, in this loop iteration: the
-        # gap since the last tick counts too (a stall at the very end is a stall).
-        self._note(time.perf_counter())
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        gc.callbacks.remove(self._collector)
+        try:
+            # The measured call's last step ran just now, in this loop iteration: the
+            # gap since the last tick counts too (a stall at the very end is a stall).
+            self._note(time.perf_counter())
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        finally:
+            gc.callbacks.remove(self._collector)
 
     @property
     def stall(self) -> float:
