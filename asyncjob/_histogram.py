@@ -173,6 +173,16 @@ def _vector_route() -> Any:
     return _histogram_np
 
 
+def vector_route_loaded() -> bool:
+    """Whether the numpy route is imported (numpy's first import takes tens of ms)."""
+    return _vector_route.cache_info().currsize > 0
+
+
+def load_vector_route() -> None:
+    """Import the numpy route now: called in a worker thread before decoding on the loop."""
+    _vector_route()
+
+
 def _decode(encoding: str, n_bits: int, payload: str, vector: bool | None) -> dict[str, int]:
     """`decode_histogram`; `vector`: force the numpy route on or off (None: by size)."""
     magic = _MAGICS.get(encoding) if isinstance(encoding, str) else None

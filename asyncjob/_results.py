@@ -13,7 +13,7 @@ import anyio.lowlevel
 
 from ._context import ClientContext, first_leaf, job_id_of
 from ._errors import BadRequestError, JobNotCompleteError, ProtocolError
-from ._histogram import decode_result
+from ._histogram import decode_result, load_vector_route, vector_route_loaded
 from ._journal_records import Results
 from ._models import ExecutionResult, JobStatus, Response
 from ._outcome import failure_reason
@@ -340,6 +340,8 @@ async def _decoded_page(
     data, labels, raw = _page_results(response, job_id)
     if check is not None:
         check(labels)
+    if raw and not vector_route_loaded():  # the first decode of the process imports numpy
+        await anyio.to_thread.run_sync(load_vector_route, limiter=decoding)
     values = list(map(decode_result, raw[:_ENTRIES_PER_STEP]))
     for start in range(_ENTRIES_PER_STEP, len(raw), _ENTRIES_PER_STEP):
         await anyio.lowlevel.checkpoint()

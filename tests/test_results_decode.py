@@ -9,6 +9,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+import asyncjob._histogram as histogram
 import asyncjob._results as results_module
 from asyncjob import AsyncJobClient, Limits
 from asyncjob.local import LocalScheduler
@@ -101,3 +102,33 @@ async def test_the_result_dicts_are_built_a_few_thousand_per_turn_of_the_event_l
             tg.cancel_scope.cancel()
         assert results == [{"label": f"c{i}", "results": i} for i in range(10)]
         assert during >= 2  # three batches of at most 4
+
+
+async def test_numpy_is_first_imported_in_a_worker_thread_not_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first decode imports numpy (tens of ms): in a thread, not on the loop."""
+    events: list[tuple[str, threading.Thread]] = []
+    load, decode_result = results_module.load_vector_route, results_module.decode_result
+
+    def loading() -> None:
+        events.append(("load", threading.current_thread()))
+        load()
+
+    def recording(results: Any) -> Any:
+        events.append(("decode", threading.current_thread()))
+        return decode_result(results)
+
+    async with LocalScheduler(executor="sampler", job_duration=0.01) as server:
+        async with AsyncJobClient(server.base_url, server.token, polling_interval=0.02) as c:
+            handle = await c.submit_circuits({"a": BELL, "b": BELL})
+            await c.poll_job_status(handle, loop_until_complete=True, verbose=False)
+            histogram._vector_route.cache_clear()  # as in a process that never decoded
+            monkeypatch.setattr(results_module, "load_vector_route", loading)
+            monkeypatch.setattr(results_module, "decode_result", recording)
+            result = await c.get_job_results(handle)
+    loop_thread = threading.current_thread()
+    assert [r["label"] for r in result.results or []] == ["a", "b"]
+    assert [kind for kind, _ in events] == ["load", "decode", "decode"]
+    assert events[0][1] is not loop_thread
+    assert all(thread is loop_thread for _, thread in events[1:])
