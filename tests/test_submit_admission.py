@@ -173,19 +173,25 @@ async def test_a_waiter_cancelled_while_waiting_takes_no_slot() -> None:
     assert slots.take() is None  # the slot came back
 
 
-@pytest.mark.parametrize("size", [1, asyncjob._submit.THREAD_THRESHOLD + 1])
-async def test_a_large_batch_is_checked_off_the_event_loop(
-    monkeypatch: pytest.MonkeyPatch, size: int
-) -> None:
-    """Checking 50,000 labels takes tens of ms: a batch past the threshold is built in a thread."""
-    built_on: list[threading.Thread] = []
+@pytest.fixture
+def built_on(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]:
+    """The thread of every `build_submission` call (which still runs)."""
+    threads: list[threading.Thread] = []
     real_build = asyncjob._submit.build_submission
 
     def build(*args: Any) -> Any:
-        built_on.append(threading.current_thread())
+        threads.append(threading.current_thread())
         return real_build(*args)
 
     monkeypatch.setattr(asyncjob._submit, "build_submission", build)
+    return threads
+
+
+@pytest.mark.parametrize("size", [1, asyncjob._submit.THREAD_THRESHOLD + 1])
+async def test_a_large_batch_is_checked_off_the_event_loop(
+    built_on: list[threading.Thread], size: int
+) -> None:
+    """Checking 50,000 labels takes tens of ms: a batch past the threshold is built in a thread."""
     scheduler = Scheduler()
     async with client_of(MockTransport(scheduler), max_connections=1) as client:
         handle = await client.submit_circuits({f"c{i}": BELL for i in range(size)})
@@ -195,16 +201,8 @@ async def test_a_large_batch_is_checked_off_the_event_loop(
 
 
 async def test_a_batch_without_a_length_is_refused_on_the_loop(
-    monkeypatch: pytest.MonkeyPatch,
+    built_on: list[threading.Thread],
 ) -> None:
-    built_on: list[threading.Thread] = []
-    real_build = asyncjob._submit.build_submission
-
-    def build(*args: Any) -> Any:
-        built_on.append(threading.current_thread())
-        return real_build(*args)
-
-    monkeypatch.setattr(asyncjob._submit, "build_submission", build)
     async with client_of(MockTransport(Scheduler()), max_connections=1) as client:
         with pytest.raises(asyncjob.InvalidInputTypeError, match="mapping or a sequence"):
             await client.submit_circuits(iter([BELL]))  # type: ignore[arg-type]
