@@ -19,7 +19,14 @@ from typing import Any
 
 from ._errors import InvalidInputError, ProtocolError
 
-__all__ = ["MAX_WIDTH", "decode_histogram", "decode_result", "encode_histogram"]
+__all__ = [
+    "MAX_WIDTH",
+    "decode_histogram",
+    "decode_result",
+    "encode_histogram",
+    "load_vector_route",
+    "vector_route_loaded",
+]
 
 MAX_WIDTH = 2**20
 """Widest outcome (in bits) a payload may declare."""

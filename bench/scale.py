@@ -126,8 +126,10 @@ def full_collection(runs: list[dict[str, Any]]) -> str:
 
 
 def stall_cell(figures: list[dict[str, Any]]) -> str:
-    """The worst stall of some runs; then the most own work, and the most collector
-    time, found in any one gap of them (when measured), not a split of that stall."""
+    """The worst stall of some runs, with the most own work and collector time in one gap.
+
+    Those two maxima may come from other gaps than the worst: not a split of it.
+    """
     text = f"{max(f['stall'] for f in figures) * 1000:.0f} ms"
     if all("stall_own" in f for f in figures):
         own = max(f["stall_own"] for f in figures) * 1000

@@ -17,7 +17,14 @@ import pytest
 from yarl import URL
 
 from asyncjob import AsyncJobClient, ExecutionResult, Limits, ResumeError
-from asyncjob._journal import ABANDONED, SUBMITTED, UPLOADING, Journal, default_journal_path
+from asyncjob._journal import (
+    ABANDONED,
+    SUBMITTED,
+    UPLOADING,
+    Journal,
+    _json_list,
+    default_journal_path,
+)
 
 from .conftest import BASE, BELL, TOKEN, CallbackResult, aioresponses, fast_retry
 
@@ -398,8 +405,6 @@ async def test_resume_cancels_a_cancelled_submission_whose_cleanup_did_not_end(
 
 @pytest.mark.parametrize("n", [1, 4096, 4097, 10_000])
 def test_labels_are_serialised_a_slice_at_a_time_into_the_same_json(n: int) -> None:
-    from asyncjob._journal import _json_list
-
     labels = tuple(f'c"{i}\\é' if i % 3 else f"c{i}" for i in range(n))
     text = _json_list(labels)
     assert text == json.dumps(list(labels))
