@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import base64
 import enum
-import gzip
 import json
 import json.encoder
 import re
-import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from itertools import accumulate, repeat
@@ -23,6 +21,7 @@ import attrs
 
 from ._config import ClientConfig, check_shots, check_target
 from ._errors import InvalidInputError, InvalidInputTypeError, PayloadTooLargeError
+from ._gzip import gzip_bytes
 from ._models import JobType
 from ._parametric import ParametricCircuit
 from ._wire import check_ham_map, check_shot_groups
@@ -177,21 +176,13 @@ def compress_ham_ops(ham_ops: str) -> str:
 def _compress_group(group: str) -> str:
     terms = group.split(";")
     sparse = ["".join(f"{p}{i}" for i, p in enumerate(term) if p != "I") or "I" for term in terms]
-    blob = gzip.compress(";".join(sparse).encode(), mtime=0)
+    blob = gzip_bytes(";".join(sparse).encode())
     return f"@gzs{len(terms[0])}:" + base64.b64encode(blob).decode("ascii")
 
 
 def encode_circuit(source: str) -> str:
-    """base64(gzip(utf-8 source)), as `add_circuits/` expects.
-
-    `zlib.compress` with a gzip wrapper is what `gzip.compress(..., mtime=0)`
-    calls, byte for byte, without its Python layer.
-    """
-    return base64.b64encode(zlib.compress(source.encode("utf-8"), 6, _GZIP)).decode("ascii")
-
-
-_GZIP = 16 + zlib.MAX_WBITS
-"""zlib's `wbits` for a gzip header and trailer (mtime 0) around the deflate stream."""
+    """base64(gzip(utf-8 source)), as `add_circuits/` expects (see `_gzip` for the compressor)."""
+    return base64.b64encode(gzip_bytes(source.encode("utf-8"))).decode("ascii")
 
 
 @attrs.frozen

@@ -1,7 +1,7 @@
 """Validation and compression of a plain batch, interleaved in worker threads.
 
-The validator is pure Python and holds the GIL; zlib releases it while it
-compresses. A thread that only validated would keep the GIL for a whole switch
+The validator is pure Python and holds the GIL; the compressor (`_gzip`)
+releases it while it compresses. A thread that only validated would keep the GIL for a whole switch
 interval (5 ms) each time the event loop or a compressing thread wants it back.
 So each worker alternates: it compresses a circuit (the GIL is free meanwhile)
 then validates the next ones, and hands the GIL over at every circuit without
@@ -32,7 +32,7 @@ ENCODE_SLICE = 64
 CHECKS_PER_CIRCUIT = 2
 """Circuits a worker validates per circuit it compresses, until all are validated."""
 MAX_WORKERS = 3
-"""Worker threads at most: validation holds the GIL about a third of the time."""
+"""Worker threads at most (one per core): each compresses without the GIL, validates with it."""
 
 
 def encode_all(sources: Sequence[str]) -> list[str]:

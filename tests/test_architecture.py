@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "_template_chunks": CIRCUITS,
     "_batch": CIRCUITS,
     "_encode": CIRCUITS,
+    "_gzip": CIRCUITS,
     "_ham_padding": CIRCUITS,
     # HTTP: one request in, one response out; retries above it
     "_transport": HTTP,
