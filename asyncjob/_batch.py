@@ -263,6 +263,8 @@ class Submission:
             empty = len(_dumps(self._body([], begin, begin, end)))
             return empty + sums[end - origin] - sums[begin - origin] - 1
 
+        if start < n and size(start, n) <= target:  # the usual small batch: one body
+            return [self._body(encoded[start:n], start, n)]
         while start < n:
             base = len(_dumps(self._body([], start, start)))
             room = target - base + sums[start - origin]

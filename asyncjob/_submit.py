@@ -207,8 +207,10 @@ class Submitter:
         """
         key, chunk_key = _new_key(), _new_key()
         chunk = PendingChunk(0, chunk_key, body, final=True)
+        text = _json_text(chunk.wire_body)  # once: for the journal, and for the request
+        chunk = attrs.evolve(chunk, data=text.encode())
         options = {"init": submission.init_body, "ordered": submission.ordered_upload}
-        only = Chunk(key, 0, chunk_key, chunk.wire_body, True)
+        only = Chunk(key, 0, chunk_key, text, True)
         base_url = self._ctx.config.base_url
         ticket = self._ctx.log(Begin(key, base_url, submission.labels, options, only))
         try:
@@ -227,7 +229,7 @@ class Submitter:
             await self._ctx.sender.request(
                 "POST",
                 job_path(job_id, "add_circuits/"),
-                body=chunk.wire_body,
+                body=chunk.data,
                 idempotency_key=chunk_key,
             )
         except BaseException as exc:
@@ -305,7 +307,7 @@ class Submitter:
         upload sends it (a chunk's JSON is up to a megabyte).
         """
         chunk = PendingChunk(index, _new_key(), body, final=last)
-        text = json.dumps(chunk.wire_body, separators=(",", ":"))
+        text = _json_text(chunk.wire_body)
         ticket = self._ctx.log(Chunk(key, index, chunk.chunk_key, text, last))
         return attrs.evolve(chunk, ticket=ticket, data=text.encode())
 
@@ -405,11 +407,10 @@ class Submitter:
         """
         if first is None or self._no_first_chunk:
             return None
-        extended = {
-            **init_body,
-            "first_chunk": {"idempotency_key": first.chunk_key, "body": first.wire_body},
-        }
-        data = json.dumps(extended, separators=(",", ":")).encode()
+        body = _json_text(first.wire_body).encode() if first.data is None else first.data
+        # The chunk's body is JSON already: it goes in last, where the text ends in "}}".
+        head = _json_text({**init_body, "first_chunk": {"idempotency_key": first.chunk_key}})
+        data = b"".join([head[:-2].encode(), b',"body":', body, b"}}"])
         return data if len(data) <= self._ctx.config.limits.max_payload_bytes else None
 
     async def _find_and_cancel(self, key: str, init_body: dict[str, Any]) -> None:
@@ -727,6 +728,11 @@ def _outcome_known(exc: BaseException) -> bool:
     return isinstance(exc, AsyncJobError | ValueError | TypeError) and not isinstance(
         exc, RequestTimeoutError | ConnectionFailedError
     )
+
+
+def _json_text(value: object) -> str:
+    """`value` as compact JSON, as the sender would write it."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _new_key() -> str:
