@@ -130,9 +130,11 @@ class Submitter:
         """
         if len(submission.labels) > THREAD_THRESHOLD:
             return None
-        bodies = self._checked(submission)
-        if bodies is not None:
-            return bodies
+        if submission.pieces is not None:
+            return self._checked(submission)
+        items = list(zip(submission.labels, submission.sources, strict=True))
+        _qasm.check_batch(items, full=self._ctx.config.full_qasm_check)
+        # Not `check_sizes`: cutting the bodies refuses a circuit too large for a request.
         limits = self._ctx.config.limits
         return _bodies(submission, encode_all(submission.sources), 0, 0, True, limits)
 
