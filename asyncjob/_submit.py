@@ -394,10 +394,11 @@ class Submitter:
                 )
             raise
         with self._ctx.token_scrubbed():
-            job_id = _job_id_field(response)
+            answer = response.json()
+            job_id = _job_id_field(response, answer)
             if refused:
                 return job_id, None
-            return job_id, data is not None and _first_chunk_landed(response)
+            return job_id, data is not None and _first_chunk_landed(answer)
 
     def _with_first_chunk(
         self, init_body: dict[str, Any], first: PendingChunk | None
@@ -430,7 +431,7 @@ class Submitter:
                 raise
             self._ctx.log(Abandoned(key))  # refused: there is no job
             return
-        job_id = _job_id_field(response)
+        job_id = _job_id_field(response, response.json())
         self._ctx.log(Created(key, job_id))
         await self.abandon(job_id, key)
 
@@ -741,18 +742,15 @@ def _new_key() -> str:
     return str(uuid.uuid4())
 
 
-def _field(response: Response, name: str, kind: type) -> Any:
-    return data_field(response.json(), name, kind, f"{response.method} {response.path}")
-
-
-def _first_chunk_landed(response: Response) -> bool:
+def _first_chunk_landed(answer: object) -> bool:
     """True when a `job/init/` answer says it applied its `first_chunk` (an object there)."""
-    data = response.json()
-    return isinstance(data, dict) and isinstance(data.get("first_chunk"), dict)
+    return isinstance(answer, dict) and isinstance(answer.get("first_chunk"), dict)
 
 
-def _job_id_field(response: Response) -> str:
-    job_id: str = _field(response, "job_id", str)
+def _job_id_field(response: Response, answer: object) -> str:
+    """The job id in `answer` (`response` parsed), checked to be usable in a path."""
+    where = f"{response.method} {response.path}"
+    job_id: str = data_field(answer, "job_id", str, where)
     try:
         job_path(job_id)
     except ValueError:
