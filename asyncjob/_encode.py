@@ -1,15 +1,16 @@
 """Validation and compression of a plain batch, interleaved in worker threads.
 
 The validator is pure Python and holds the GIL; the compressor (`_gzip`)
-releases it while it compresses. A thread that only validated would keep the GIL for a whole switch
-interval (5 ms) each time the event loop or a compressing thread wants it back.
-So each worker alternates: it compresses a circuit (the GIL is free meanwhile)
-then validates the next ones, and hands the GIL over at every circuit without
-ever waiting for it to be taken. Validation runs ahead of compression
-(`CHECKS_PER_CIRCUIT` circuits checked per circuit compressed), so the batch is
-validated when about half of it is compressed. Nothing compressed is sent before
-then: the submitter takes compressed slices only once every circuit has passed.
-"""
+releases it while it compresses. A thread that only validated would keep the
+GIL for a whole switch interval (5 ms) each time the event loop or a
+compressing thread wants it back. So each worker alternates: it compresses a
+circuit (the GIL is free meanwhile) then validates the next ones, and hands the
+GIL over at every circuit without ever waiting for it to be taken. Validation
+runs well ahead of compression (`CHECKS_PER_CIRCUIT` circuits checked per
+circuit compressed): nothing can be sent before the last circuit has passed, so
+validation is the submission's critical path, and the rest of the compression
+runs while the first chunks are uploaded. The submitter takes compressed slices
+only once every circuit has passed."""
 
 from __future__ import annotations
 
@@ -29,8 +30,13 @@ THREAD_THRESHOLD = 16
 """Batches larger than this are validated and encoded off the event loop."""
 ENCODE_SLICE = 64
 """Circuits a worker compresses in one go (each slice is handed over as soon as it is done)."""
-CHECKS_PER_CIRCUIT = 2
-"""Circuits a worker validates per circuit it compresses, until all are validated."""
+CHECKS_PER_CIRCUIT = 8
+"""Circuits a worker validates per circuit it compresses, until all are validated.
+
+With ISA-L's gzip a circuit takes about half as long to compress as to validate:
+at 8 checks per circuit a 50,000-circuit batch is validated when about an eighth
+of it is compressed (1.7-1.9 s here, against 2.5-2.9 s at 2).
+"""
 MAX_WORKERS = 3
 """Worker threads at most (one per core): each compresses without the GIL, validates with it."""
 

@@ -196,7 +196,8 @@ async def test_the_first_invalid_circuit_is_named_whichever_worker_finds_one_fir
 
     import asyncjob._encode as encode_module
 
-    n = 6 * encode_module.ENCODE_SLICE
+    # Three claims' worth of checks: the late circuit is in another worker's claim.
+    n = 3 * encode_module.CHECKS_PER_CIRCUIT * encode_module.ENCODE_SLICE
     circuits = {f"c{i:04d}": (BELL if i % 2 else GHZ3) + f"// {i}\n" for i in range(n)}
     early, late = "c0010", f"c{n - 1:04d}"
     circuits[early] = circuits[late] = H2 + "qreg q[2];\nh q[2];\n"
