@@ -6,11 +6,12 @@ GIL for a whole switch interval (5 ms) each time the event loop or a
 compressing thread wants it back. So each worker alternates: it compresses a
 circuit (the GIL is free meanwhile) then validates the next ones, and hands the
 GIL over at every circuit without ever waiting for it to be taken. Validation
-runs well ahead of compression (`CHECKS_PER_CIRCUIT` circuits checked per
-circuit compressed): nothing can be sent before the last circuit has passed, so
-validation is the submission's critical path, and the rest of the compression
-runs while the first chunks are uploaded. The submitter takes compressed slices
-only once every circuit has passed."""
+runs ahead of compression (`CHECKS_PER_CIRCUIT` circuits checked per circuit
+compressed): nothing can be sent before the last circuit has passed, so it is
+the submission's critical path, and the rest of the compression runs while the
+first chunks are uploaded. The submitter takes compressed slices only once
+every circuit has passed.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from . import _qasm
 from ._batch import encode_circuit
+from ._gzip import COMPRESSOR
 
 __all__ = ["CHECKS_PER_CIRCUIT", "ENCODE_SLICE", "THREAD_THRESHOLD", "PlainBatch", "encode_all"]
 
@@ -30,15 +32,22 @@ THREAD_THRESHOLD = 16
 """Batches larger than this are validated and encoded off the event loop."""
 ENCODE_SLICE = 64
 """Circuits a worker compresses in one go (each slice is handed over as soon as it is done)."""
-CHECKS_PER_CIRCUIT = 8
+CHECKS_PER_CIRCUIT = 4 if COMPRESSOR == "isal" else 2
 """Circuits a worker validates per circuit it compresses, until all are validated.
 
-With ISA-L's gzip a circuit takes about half as long to compress as to validate:
-at 8 checks per circuit a 50,000-circuit batch is validated when about an eighth
-of it is compressed (1.7-1.9 s here, against 2.5-2.9 s at 2).
+ISA-L compresses a circuit in about half the time it takes to validate it, zlib
+in about twice: with it, the batch is validated when about a quarter of it is
+compressed (50,000 circuits: validated after 1.9-2.1 s here, 2.5-2.9 s at 2).
 """
-MAX_WORKERS = 3
-"""Worker threads at most (one per core): each compresses without the GIL, validates with it."""
+MAX_WORKERS = 1 if COMPRESSOR == "isal" else 3
+"""Worker threads at most (one per core).
+
+One with ISA-L: validation holds the GIL most of the time, so a second worker
+mostly waits for it, and every thread waiting for the GIL delays the event loop's
+turn (50,000 circuits: loop stalls of 18-22 ms with two or three, 12-14 ms with
+one, in about the same time). With zlib, compression is most of the work and runs without the
+GIL: one worker per core.
+"""
 
 
 def encode_all(sources: Sequence[str]) -> list[str]:
