@@ -5,6 +5,8 @@ not for a level). ISA-L (`isal`, a dependency on x86-64 and ARM64) compresses a
 typical circuit about four times faster than zlib at level 6, for a stream a few
 per cent larger, and releases the GIL while it works, as zlib does. Either
 output is a plain gzip stream with mtime 0: the same input gives the same bytes.
+`isal` is a dependency on x86-64 and ARM64 machines only (it publishes wheels
+for those); anywhere it is missing, zlib is used.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def _isal_gzip() -> Callable[[bytes], bytes] | None:
     level = isal_zlib.ISAL_DEFAULT_COMPRESSION
 
     def isal_gzip(data: bytes) -> bytes:
-        return isal_zlib.compress(data, level, _GZIP_WBITS)
+        packed: bytes = isal_zlib.compress(data, level, _GZIP_WBITS)
+        return packed
 
     return isal_gzip
 

@@ -210,7 +210,8 @@ class Submitter:
         key, chunk_key = _new_key(), _new_key()
         chunk = PendingChunk(0, chunk_key, body, final=True)
         text = _json_text(chunk.wire_body)  # once: for the journal, and for the request
-        chunk = attrs.evolve(chunk, data=text.encode())
+        data = text.encode()
+        chunk = attrs.evolve(chunk, data=data)
         options = {"init": submission.init_body, "ordered": submission.ordered_upload}
         only = Chunk(key, 0, chunk_key, text, True)
         base_url = self._ctx.config.base_url
@@ -231,7 +232,7 @@ class Submitter:
             await self._ctx.sender.request(
                 "POST",
                 job_path(job_id, "add_circuits/"),
-                body=chunk.data,
+                body=data,
                 idempotency_key=chunk_key,
             )
         except BaseException as exc:
@@ -412,7 +413,8 @@ class Submitter:
             return None
         body = _json_text(first.wire_body).encode() if first.data is None else first.data
         # The chunk's body is JSON already: it goes in last, where the text ends in "}}".
-        head = _json_text({**init_body, "first_chunk": {"idempotency_key": first.chunk_key}})
+        fields = {name: value for name, value in init_body.items() if name != "first_chunk"}
+        head = _json_text({**fields, "first_chunk": {"idempotency_key": first.chunk_key}})
         data = b"".join([head[:-2].encode(), b',"body":', body, b"}}"])
         return data if len(data) <= self._ctx.config.limits.max_payload_bytes else None
 
@@ -431,7 +433,8 @@ class Submitter:
                 raise
             self._ctx.log(Abandoned(key))  # refused: there is no job
             return
-        job_id = _job_id_field(response, response.json())
+        with self._ctx.token_scrubbed():
+            job_id = _job_id_field(response, response.json())
         self._ctx.log(Created(key, job_id))
         await self.abandon(job_id, key)
 

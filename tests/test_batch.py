@@ -12,8 +12,8 @@ import pytest
 
 from asyncjob import ConfigurationError, JobType, PayloadTooLargeError
 from asyncjob._batch import build_submission, compress_ham_ops, encode_circuit, normalise_circuits
-from asyncjob._gzip import gzip_bytes
 from asyncjob._config import ClientConfig
+from asyncjob._gzip import gzip_bytes
 
 from .conftest import BASE, BELL, TOKEN
 

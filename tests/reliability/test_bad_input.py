@@ -265,6 +265,28 @@ async def test_circuit_over_the_payload_cap_is_refused_before_sending(
     assert "'huge'" in str(error) and "limit" in str(error)
 
 
+async def test_in_a_small_batch_an_invalid_circuit_is_named_before_an_oversize_one(
+    client: AsyncJobClient, scheduler: LocalScheduler
+) -> None:
+    huge = BELL + "".join(f"// {os.urandom(600).hex()}\n" for _ in range(2000))
+    bad = H2 + "qreg q[2];\nh q[2];\n"
+    error = await refused(
+        scheduler, lambda: client.submit_circuits({"huge": huge, "bad": bad}), ValueError
+    )
+    assert isinstance(error, QasmValidationError) and error.label == "bad"
+
+
+async def test_in_a_small_batch_the_first_oversize_circuit_is_named(
+    client: AsyncJobClient, scheduler: LocalScheduler
+) -> None:
+    def huge() -> str:
+        return BELL + "".join(f"// {os.urandom(600).hex()}\n" for _ in range(2000))
+
+    batch = {"small": BELL, "first": huge(), "second": huge()}
+    error = await refused(scheduler, lambda: client.submit_circuits(batch), ValueError)
+    assert isinstance(error, PayloadTooLargeError) and "'first'" in str(error)
+
+
 # -- options ------------------------------------------------------------------------------
 
 THREE = {"a": BELL, "b": GHZ3, "c": BELL + "// c\n"}
