@@ -145,6 +145,12 @@ def stall_rows(out: dict[str, float], name: str, figures: list[dict[str, Any]]) 
         out[f"{name}, own work (ms)"] = max(f["stall_own"] for f in figures) * 1000
 
 
+def compressor(data: dict[str, Any]) -> str:
+    """The client's gzip in the submit runs, as the runs recorded it."""
+    names = {r.get("compressor", "not recorded") for runs in data["submit"].values() for r in runs}
+    return ", ".join(sorted(names))
+
+
 def headline(data: dict[str, Any]) -> dict[str, float]:
     """The figures issue 16 sets goals on, by name (for the before/after table)."""
     out: dict[str, float] = {}
@@ -241,9 +247,10 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         "trips = 1 (`job/init/` carrying the batch as its `first_chunk`) when the batch "
         "fits in one request, else 3 (init, the chunks, then the final chunk). "
         "That is issue 16's floor, zlib's gzip at level 6; since `9b75cc4` the client "
-        "compresses with ISA-L's gzip (about 4x faster, ~7% larger), so the results "
-        "also give the ratio to the same floor with the client's own compressor (its "
-        "`encode_circuit` over the batch, on one core). "
+        "compresses with ISA-L's gzip where it is installed (about 4x faster, ~7% "
+        f"larger; this run: {compressor(data)}), so the results also give the ratio to "
+        "the same floor with the client's own compressor (its `encode_circuit` over "
+        "the batch, on one core, and the round trips its sizes need). "
         "Journal = bytes on disk of the "
         "journal file (with its -wal and -shm) after the client is closed. Median "
         "[min-max] of the repeats; the stall is the max.",

@@ -20,6 +20,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -152,7 +153,7 @@ async def measured(
     return value, figures
 
 
-def floor_cpu(circuits: dict[str, str], max_payload: int) -> dict[str, float]:
+def floor_cpu(circuits: dict[str, str], max_payload: int) -> dict[str, Any]:
     """CPU of gzip + base64 of every circuit, and the round trips the protocol needs.
 
     One request (`job/init/` carrying the batch as its `first_chunk`) if the
@@ -166,14 +167,21 @@ def floor_cpu(circuits: dict[str, str], max_payload: int) -> dict[str, float]:
         size += len(packed) + len(label) + 6
     cpu = time.process_time() - start
     round_trips = 1 if size + 1024 <= max_payload else 3
-    figures = {"compress_cpu": cpu, "round_trips": float(round_trips), "body_bytes": float(size)}
-    # The same with the compressor the client uses (ISA-L's gzip since 9b75cc4).
+    figures: dict[str, Any] = {
+        "compress_cpu": cpu,
+        "round_trips": float(round_trips),
+        "body_bytes": float(size),
+    }
+    # The same with the client's own compressor (ISA-L's gzip since 9b75cc4), looked
+    # up by name: the baseline runs against older packages, which may lack it.
     encode = getattr(importlib.import_module("asyncjob._batch"), "encode_circuit", None)
     if encode is not None:
         start = time.process_time()
-        for source in circuits.values():
-            encode(source)
+        own_size = sum(len(encode(s)) + len(label) + 6 for label, s in circuits.items())
         figures["own_compress_cpu"] = time.process_time() - start
+        figures["own_round_trips"] = 1.0 if own_size + 1024 <= max_payload else 3.0
+    gzip_module = sys.modules.get("asyncjob._gzip")
+    figures["compressor"] = getattr(gzip_module, "COMPRESSOR", "zlib")
     return figures
 
 
@@ -229,7 +237,7 @@ def submit(params: dict[str, Any]) -> dict[str, Any]:
             figures.update(floor_cpu(circuits, limit))
             figures["floor"] = figures["round_trips"] * LATENCY + figures["compress_cpu"]
             if "own_compress_cpu" in figures:
-                own = figures["round_trips"] * LATENCY + figures["own_compress_cpu"]
+                own = figures["own_round_trips"] * LATENCY + figures["own_compress_cpu"]
                 figures["own_floor"] = own
             runs.append(figures)
             print(f"    {size}: {json.dumps(figures)}", flush=True)
