@@ -24,7 +24,7 @@ from ._errors import InvalidInputError, InvalidInputTypeError, PayloadTooLargeEr
 from ._gzip import gzip_bytes
 from ._models import JobType
 from ._parametric import ParametricCircuit
-from ._wire import check_ham_map, check_shot_groups
+from ._wire import check_ham_map, check_shot_groups, wire_json
 
 __all__ = ["Submission", "build_submission", "compress_ham_ops", "normalise_circuits"]
 
@@ -213,7 +213,7 @@ class Submission:
         """
         if not self.sources:
             return
-        base = len(_dumps(self._body([], 0, 0)))
+        base = len(wire_json(self._body([], 0, 0)))
         # Room for the label, quotes and the per-chunk extras (a re-based shot group).
         fixed = base + max(map(len, map(_json_str, self.labels))) + 64
 
@@ -229,7 +229,7 @@ class Submission:
 
     def _check_alone(self, index: int, encoded: str, max_bytes: int) -> None:
         """PayloadTooLargeError if circuit `index` does not fit in a request even on its own."""
-        size = len(_dumps(self._body([encoded], index, index + 1)))
+        size = len(wire_json(self._body([encoded], index, index + 1)))
         if size > max_bytes:
             raise PayloadTooLargeError(
                 f"circuit {self.labels[index]!r} needs a {size}-byte request once encoded, "
@@ -260,13 +260,13 @@ class Submission:
         origin = start
 
         def size(begin: int, end: int) -> int:
-            empty = len(_dumps(self._body([], begin, begin, end)))
+            empty = len(wire_json(self._body([], begin, begin, end)))
             return empty + sums[end - origin] - sums[begin - origin] - 1
 
         if start < n and size(start, n) <= target:  # the usual small batch: one body
             return [self._body(encoded[start:n], start, n)]
         while start < n:
-            base = len(_dumps(self._body([], start, start)))
+            base = len(wire_json(self._body([], start, start)))
             room = target - base + sums[start - origin]
             end = max(start + 1, origin + bisect_right(sums, room, start - origin) - 1)
             if size(start, end) > max_bytes:
@@ -317,10 +317,6 @@ class Submission:
         else:
             body["shots"] = self.shots
         return body
-
-
-def _dumps(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
 
 
 _json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii

@@ -45,6 +45,7 @@ from ._retry import parse_retry_after, should_retry
 from ._secrets import scrub
 from ._transport import AiohttpTransport, AsyncTransport, Request
 from ._version import __version__
+from ._wire import wire_json
 
 __all__ = ["Sender", "default_transport", "job_path", "short_message"]
 
@@ -153,7 +154,7 @@ class Sender:
         headers = self._headers if body is None else self._json_headers
         if idempotency_key:
             headers = {**headers, "Idempotency-Key": idempotency_key}
-        data = body if body is None or isinstance(body, bytes) else _json_bytes(body)
+        data = body if body is None or isinstance(body, bytes) else wire_json(body).encode()
         request = Request(
             method,
             self._absolute(path, params),
@@ -234,11 +235,6 @@ def _query(params: Mapping[str, str | int]) -> str:
     if all(type(value) is int and _UNRESERVED.fullmatch(name) for name, value in params.items()):
         return "&".join(f"{name}={value}" for name, value in params.items())
     return urlencode(params)
-
-
-def _json_bytes(body: Any) -> bytes:
-    """A request body as compact JSON (a `bytes` body is sent as it is: JSON already)."""
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 _STATUS_ERRORS: dict[int, type[HTTPStatusError]] = {

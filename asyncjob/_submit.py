@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import math
 import uuid
@@ -41,6 +40,7 @@ from ._models import ExecutionResult, Response
 from ._parametric import ParametricCircuit, check_pieces
 from ._sender import job_path
 from ._template_chunks import template_bodies
+from ._wire import wire_json
 
 __all__ = ["Submitter"]
 
@@ -132,8 +132,7 @@ class Submitter:
             return None
         if submission.pieces is not None:
             return self._checked(submission)
-        items = list(zip(submission.labels, submission.sources, strict=True))
-        _qasm.check_batch(items, full=self._ctx.config.full_qasm_check)
+        self._check_circuits(submission)
         # Not `check_sizes`: cutting the bodies refuses a circuit too large for a request.
         limits = self._ctx.config.limits
         return _bodies(submission, encode_all(submission.sources), 0, 0, True, limits)
@@ -208,10 +207,7 @@ class Submitter:
         (`first_chunk`), or, if the server does not take it there, alone after it.
         """
         key, chunk_key = _new_key(), _new_key()
-        chunk = PendingChunk(0, chunk_key, body, final=True)
-        text = _json_text(chunk.wire_body)  # once: for the journal, and for the request
-        data = text.encode()
-        chunk = attrs.evolve(chunk, data=data)
+        chunk, text = _serialised(PendingChunk(0, chunk_key, body, final=True))
         options = {"init": submission.init_body, "ordered": submission.ordered_upload}
         only = Chunk(key, 0, chunk_key, text, True)
         base_url = self._ctx.config.base_url
@@ -232,7 +228,7 @@ class Submitter:
             await self._ctx.sender.request(
                 "POST",
                 job_path(job_id, "add_circuits/"),
-                body=data,
+                body=chunk.data,
                 idempotency_key=chunk_key,
             )
         except BaseException as exc:
@@ -283,10 +279,14 @@ class Submitter:
         if submission.pieces is not None:
             check_pieces(submission.pieces, full=full)
             return template_bodies(submission, limits.max_payload_bytes, limits.chunk_bytes)
-        items = list(zip(submission.labels, submission.sources, strict=True))
-        _qasm.check_batch(items, full=full)
+        self._check_circuits(submission)
         submission.check_sizes(limits.max_payload_bytes)
         return None
+
+    def _check_circuits(self, submission: Submission) -> None:
+        """Validate every circuit of a plain batch, here (the first invalid one is named)."""
+        items = list(zip(submission.labels, submission.sources, strict=True))
+        _qasm.check_batch(items, full=self._ctx.config.full_qasm_check)
 
     async def _hand_over(
         self, bodies: list[dict[str, Any]], key: str, send: MemoryObjectSendStream[PendingChunk]
@@ -309,10 +309,9 @@ class Submitter:
         Its body is serialised once, here: the journal keeps that text and the
         upload sends it (a chunk's JSON is up to a megabyte).
         """
-        chunk = PendingChunk(index, _new_key(), body, final=last)
-        text = _json_text(chunk.wire_body)
+        chunk, text = _serialised(PendingChunk(index, _new_key(), body, final=last))
         ticket = self._ctx.log(Chunk(key, index, chunk.chunk_key, text, last))
-        return attrs.evolve(chunk, ticket=ticket, data=text.encode())
+        return attrs.evolve(chunk, ticket=ticket)
 
     async def _encode_chunks(
         self,
@@ -411,10 +410,10 @@ class Submitter:
         """
         if first is None or self._no_first_chunk:
             return None
-        body = _json_text(first.wire_body).encode() if first.data is None else first.data
+        body = wire_json(first.wire_body).encode() if first.data is None else first.data
         # The chunk's body is JSON already: it goes in last, where the text ends in "}}".
         fields = {name: value for name, value in init_body.items() if name != "first_chunk"}
-        head = _json_text({**fields, "first_chunk": {"idempotency_key": first.chunk_key}})
+        head = wire_json({**fields, "first_chunk": {"idempotency_key": first.chunk_key}})
         data = b"".join([head[:-2].encode(), b',"body":', body, b"}}"])
         return data if len(data) <= self._ctx.config.limits.max_payload_bytes else None
 
@@ -736,9 +735,13 @@ def _outcome_known(exc: BaseException) -> bool:
     )
 
 
-def _json_text(value: object) -> str:
-    """`value` as compact JSON, as the sender would write it."""
-    return json.dumps(value, separators=(",", ":"))
+def _serialised(chunk: PendingChunk) -> tuple[PendingChunk, str]:
+    """`chunk` carrying its wire body as JSON bytes, and that JSON as text for the journal.
+
+    Serialised once, for both: a chunk's JSON is up to a megabyte.
+    """
+    text = wire_json(chunk.wire_body)
+    return attrs.evolve(chunk, data=text.encode()), text
 
 
 def _new_key() -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ._batch import Submission, encode_circuit
 from ._errors import PayloadTooLargeError
 from ._parametric import ParametricCircuit
+from ._wire import wire_json
 
 __all__ = ["template_bodies"]
 
@@ -40,7 +40,7 @@ def _row_bodies(
 ) -> list[dict[str, Any]]:
     template = encode_circuit(piece.template)
     rows = [{"label": label, "values": list(values)} for label, values in piece.parameter_sets]
-    sizes = [len(_dumps(row)) + 1 for row in rows]
+    sizes = [len(wire_json(row)) + 1 for row in rows]
     target = min(target, max_bytes)
 
     def body(start: int, end: int) -> dict[str, Any]:
@@ -56,23 +56,19 @@ def _row_bodies(
     bodies = []
     start = 0
     while start < len(rows):
-        size = len(_dumps(body(start, start)))
+        size = len(wire_json(body(start, start)))
         end = start
         while end < len(rows) and (end == start or size + sizes[end] <= target):
             size += sizes[end]
             end += 1
-        while len(_dumps(candidate := body(start, end))) > max_bytes:
+        while len(wire_json(candidate := body(start, end))) > max_bytes:
             if end - start == 1:
                 raise PayloadTooLargeError(
                     f"parametric circuit of {piece.labels[0]!r} needs a "
-                    f"{len(_dumps(candidate))}-byte request for one row, over the "
+                    f"{len(wire_json(candidate))}-byte request for one row, over the "
                     f"{max_bytes}-byte limit"
                 )
             end = start + (end - start) // 2
         bodies.append(candidate)
         start = end
     return bodies
-
-
-def _dumps(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()

@@ -5,18 +5,27 @@ local scheduler checks each chunk it receives with the same functions, so the
 two cannot drift apart. Errors are `InvalidInputTypeError` (a `TypeError`: wrong
 shape) or `InvalidInputError` (a `ValueError`: wrong values); the scheduler
 answers either with a 400.
+
+Also `wire_json`, the one way the client writes a JSON body: chunk sizes are
+counted in it, and a body serialised once is sent as it is.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Sequence
 
 from ._errors import InvalidInputError, InvalidInputTypeError
 
-__all__ = ["check_ham_map", "check_shot_groups", "is_loopback"]
+__all__ = ["check_ham_map", "check_shot_groups", "is_loopback", "wire_json"]
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+def wire_json(value: object) -> str:
+    """`value` as the client sends it: compact JSON, ASCII only (so its length is its size)."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def is_loopback(host: str) -> bool:
