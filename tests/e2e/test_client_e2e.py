@@ -215,3 +215,31 @@ def test_readme_divi_example_runs_as_printed() -> None:
         exec(compile(block.group(1), "README.md", "exec"), namespace)
         assert all(job.status == "COMPLETED" for job in scheduler.jobs())
         assert len(scheduler.jobs()) > 1
+
+
+async def test_without_isal_batches_travel_zlib_compressed_and_run(
+    client: AsyncJobClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where isal is missing: zlib's gzip, and the worker settings chosen for it."""
+    import asyncjob._batch as batch_module
+    import asyncjob._encode as encode_module
+    from asyncjob._gzip import zlib_gzip
+
+    packed: list[bytes] = []
+
+    def spy(data: bytes) -> bytes:
+        packed.append(zlib_gzip(data))
+        return packed[-1]
+
+    monkeypatch.setattr(batch_module, "gzip_bytes", spy)
+    monkeypatch.setattr(encode_module, "CHECKS_PER_CIRCUIT", 2)
+    monkeypatch.setattr(encode_module, "MAX_WORKERS", 3)
+    large = {f"c{i:03d}": (BELL if i % 2 else GHZ3) + f"// {i}\n" for i in range(200)}
+    for batch in (large, {"bell": BELL}):
+        handle = await client.submit_circuits(batch, shots=100)
+        status = await client.poll_job_status(handle, loop_until_complete=True)
+        assert status is JobStatus.COMPLETED
+        result = await client.get_job_results(handle)
+        assert [r["label"] for r in result.results or []] == list(batch)
+        assert all(sum(r["results"].values()) == 100 for r in result.results or [])
+    assert len(packed) == len(large) + 1  # every circuit went through zlib
