@@ -72,7 +72,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "submit_repeats": {"100": 3, "1000": 3, "10000": 3, "50000": 2},
         "fetch": {"circuits": 50_000, "repeats": 2, "n_qubits": 10},
         "many_jobs": {"jobs": 5000, "repeats": 1},
-        "decode": {"repeats": 3, "large": 2000, "small": 20_000},
+        "decode": {"repeats": 5, "large": 2000, "small": 20_000},
     }
 
 
@@ -371,10 +371,11 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         "",
         "## 4. Histogram decoding, asyncjob vs divi's numba decoder",
         "",
-        "Results/s decoding encoded histograms one by one in one process, both decoders "
-        "warmed first (numba compiles on its first call); divi gets a copy of each "
-        "result (it decodes in place). Median [min-max] of "
-        f"{p['decode']['repeats']} repeats.",
+        "Results per second of CPU time (so the machine's other load counts little), "
+        "decoding encoded histograms one by one in one process, both decoders warmed "
+        "first (numba compiles on its first call), taking turns on the same histograms; "
+        "divi gets a copy of each result (it decodes in place). Median [min-max] of "
+        f"{p['decode']['repeats']} turns each.",
         "",
         "| histograms | asyncjob | divi | asyncjob/divi (rate) |",
         "| --- | --- | --- | ---: |",
