@@ -499,7 +499,9 @@ def _apply(db: sqlite3.Connection, record: Record) -> bool:
         case Submitted(key) | Abandoned(key):
             state = SUBMITTED if isinstance(record, Submitted) else ABANDONED
             db.execute(
-                "UPDATE submissions SET state = ?, updated = ? WHERE key = ?", (state, now, key)
+                "UPDATE submissions SET state = ?, updated = ?, job_id = COALESCE(?, job_id)"
+                " WHERE key = ?",
+                (state, now, record.job_id if isinstance(record, Submitted) else None, key),
             )
             db.execute("DELETE FROM bodies WHERE key = ?", (key,))
             # Bodies kept by an earlier version go; a submission that landed had every

@@ -70,6 +70,8 @@ class Submitted:
     """Every chunk landed: the chunk bodies can go."""
 
     key: str
+    job_id: str | None = None
+    """The job's id when no `Created` came before (one chunk, landed with `job/init/`)."""
 
 
 @attrs.frozen

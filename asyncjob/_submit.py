@@ -219,11 +219,11 @@ class Submitter:
             raise
         job_id, landed = await self._init(key, submission.init_body, chunk)
         self._ctx.remember_labels(job_id, submission.labels)
-        self._ctx.log(Created(key, job_id))
-        if landed is True:
-            self._ctx.log(Submitted(key))
+        if landed is True:  # `Created` and `Submitted` in one record: one write, not two
+            self._ctx.log(Submitted(key, job_id))
             logger.debug("job %s submitted: %d circuits", job_id, len(submission.labels))
             return ExecutionResult(job_id=job_id, backend_jobs=1)
+        self._ctx.log(Created(key, job_id))
         try:
             await self._ctx.sender.request(
                 "POST",

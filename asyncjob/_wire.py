@@ -23,9 +23,13 @@ __all__ = ["check_ham_map", "check_shot_groups", "is_loopback", "wire_json"]
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+"""Built once: `json.dumps` with `separators` builds an encoder on every call."""
+
+
 def wire_json(value: object) -> str:
     """`value` as the client sends it: compact JSON, ASCII only (so its length is its size)."""
-    return json.dumps(value, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def is_loopback(host: str) -> bool:

@@ -376,14 +376,14 @@ async def test_each_chunk_is_serialised_once_for_the_journal_and_the_request(
     """A chunk's JSON (up to a megabyte) is built once: the journal keeps it, the upload too."""
     circuits = {f"c{i:04d}": BELL + f"// {i} " + "y" * 100 + "\n" for i in range(300)}
     serialised: list[int] = []
-    dumps = json.dumps
+    encode = json.JSONEncoder.encode  # what json.dumps and the client's own encoder call
 
-    def counting(value: Any, *args: Any, **kwargs: Any) -> str:
+    def counting(self: json.JSONEncoder, value: Any) -> str:
         if isinstance(value, dict) and value.get("circuits"):  # not the size probes
             serialised.append(len(value["circuits"]))
-        return dumps(value, *args, **kwargs)
+        return encode(self, value)
 
-    monkeypatch.setattr(json, "dumps", counting)
+    monkeypatch.setattr(json.JSONEncoder, "encode", counting)
     journal = str(tmp_path / "journal.sqlite3")
     limits = Limits(max_payload_bytes=5_000)
     async with AsyncJobClient(BASE, TOKEN, limits=limits, journal=journal) as client:

@@ -223,6 +223,32 @@ async def test_client_records_and_resume_restores_labels(tmp_path: Path) -> None
     assert [r["label"] for r in result.results or []] == ["z", "a"]
 
 
+async def test_a_chunk_landed_with_the_init_is_one_journal_record_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Created` and `Submitted` go as one record: the job id and the end, in one write."""
+    from asyncjob._journal_writer import JournalWriter
+
+    recorded: list[object] = []
+    record = JournalWriter.record
+
+    def keeping(self: JournalWriter, item: Any) -> int:
+        recorded.append(item)
+        return record(self, item)
+
+    monkeypatch.setattr(JournalWriter, "record", keeping)
+    path = tmp_path / "j.sqlite3"
+    async with AsyncJobClient(BASE, TOKEN, journal=path) as client:
+        with aioresponses() as m:
+            m.post(INIT, payload={"job_id": "j1", "first_chunk": {"job_id": "j1"}})
+            await client.submit_circuits({"bell": BELL})
+    assert [type(r).__name__ for r in recorded] == ["Begin", "Submitted"]
+    entry = Journal(path).find(BASE, "j1")
+    assert entry is not None
+    assert (entry.job_id, entry.state, entry.complete) == ("j1", SUBMITTED, True)
+    assert entry.chunks_sent == entry.n_chunks == 1
+
+
 async def test_resume_unknown_job_is_lookup_error(tmp_path: Path) -> None:
     async with AsyncJobClient(BASE, TOKEN, journal=tmp_path / "j.sqlite3") as client:
         with pytest.raises(ResumeError, match="not in the journal") as info:
