@@ -7,7 +7,6 @@ interrupted, e.g. by the death of the process (`resume`).
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import math
 import uuid
@@ -40,6 +39,7 @@ from ._models import ExecutionResult, Response
 from ._parametric import ParametricCircuit, check_pieces
 from ._sender import job_path
 from ._template_chunks import template_bodies
+from ._turns import Slots, Turns
 from ._wire import wire_json
 
 __all__ = ["Submitter"]
@@ -71,15 +71,15 @@ class Submitter:
         self._ctx = ctx
         self._no_first_chunk = False
         """True once a server refused a `job/init/` carrying `first_chunk`, then took it plain."""
-        self._preparing = PerLoop(lambda: _Turns(_PREPARING))
+        self._preparing = PerLoop(lambda: Turns(_PREPARING))
         admitted = IN_FLIGHT_PER_CONNECTION * ctx.config.limits.max_connections
-        self._admitting = PerLoop(lambda: _Slots(admitted))
+        self._admitting = PerLoop(lambda: Slots(admitted))
 
     async def submit_batch(self, circuits: object, options: Mapping[str, Any]) -> ExecutionResult:
         """`submit_circuits`: wait for a turn, check (and compress) the batch, then send it.
 
         Only `IN_FLIGHT_PER_CONNECTION` submissions per pooled connection are
-        under way at a time; the others wait in `_Slots` before their batch is
+        under way at a time; the others wait in `Slots` before their batch is
         looked at, holding no bodies, records, requests or chains of coroutines
         while they queue for a connection: with thousands of them alive, each
         full pass of the garbage collector stalled the event loop for 50-150 ms.
@@ -113,7 +113,7 @@ class Submitter:
             build_submission, circuits, config, options, abandon_on_cancel=True
         )
 
-    def preparing(self) -> _Turns:
+    def preparing(self) -> Turns:
         """Admits a few submissions at a time to the CPU work before their first request.
 
         Thousands of submissions started together would otherwise each check
@@ -584,76 +584,6 @@ class Submitter:
             raise ResumeError(f"submission {ref!r} never created a job")
         self._ctx.remember_labels(job_id, entry.labels)
         return ExecutionResult(job_id=job_id)
-
-
-class _Turns:
-    """An async context admitting `n` tasks at a time, each in a later turn of the loop.
-
-    Waiting in it costs little (a future in `_Slots`: thousands of tasks
-    started together queue up in one turn at the cost of as many no-op steps),
-    and the turn taken after admission spreads the admitted work over the
-    loop's turns even when nobody waits.
-    """
-
-    def __init__(self, n: int) -> None:
-        self._slots = _Slots(n)
-
-    async def __aenter__(self) -> None:
-        turn = self._slots.take()
-        if turn is not None:
-            try:
-                await turn
-            except BaseException:
-                self._slots.leave(turn)
-                raise
-        try:
-            await asyncio.sleep(0)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._slots.release()
-
-
-class _Slots:
-    """A first-come, first-served semaphore whose waiters hold one future each, nothing more.
-
-    The caller awaits the future `take()` gives it itself (an `acquire()`
-    coroutine would be one more object alive per waiter), and calls `leave()`
-    if that await is cancelled. `release()` hands the slot straight to the
-    first waiter still waiting.
-    """
-
-    def __init__(self, n: int) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._free = n
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    def take(self) -> asyncio.Future[None] | None:
-        """A slot: None if one was free, else a future to await, done once it is handed one."""
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return None
-        turn = self._loop.create_future()
-        self._waiters.append(turn)
-        return turn
-
-    def leave(self, turn: asyncio.Future[None]) -> None:
-        """The waiter of `turn` stops waiting (cancelled): a slot handed to it passes on."""
-        if turn.cancel():  # still waiting: `release()` skips it
-            return
-        if not turn.cancelled():
-            self.release()
-
-    def release(self) -> None:
-        """Give the slot back: to the first waiter still waiting, if any."""
-        while self._waiters:
-            turn = self._waiters.popleft()
-            if not turn.done():  # a cancelled waiter's future is done
-                turn.set_result(None)
-                return
-        self._free += 1
 
 
 class _ChunksEnded(AsyncJobError):

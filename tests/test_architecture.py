@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "_wire": VALUES,
     "_secrets": VALUES,
     "_forksafe": VALUES,
+    "_turns": VALUES,
     "_paths": VALUES,
     "_version": VALUES,
     "_outcome": VALUES,

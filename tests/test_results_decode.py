@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import anyio.lowlevel
@@ -11,7 +14,7 @@ import pytest
 
 import asyncjob._histogram as histogram
 import asyncjob._results as results_module
-from asyncjob import AsyncJobClient, Limits
+from asyncjob import AsyncJobClient, Limits, MockTransport, Request, Response
 from asyncjob.local import LocalScheduler
 
 from .conftest import BELL
@@ -75,6 +78,51 @@ async def test_a_page_is_decoded_a_few_entries_per_turn_of_the_event_loop(
                 tg.cancel_scope.cancel()
     assert len(result.results or []) == n and len(seen_at) == n
     assert len(set(seen_at)) >= 3  # the loop turned between the slices of the one page
+
+
+async def test_pages_that_arrive_together_are_decoded_one_step_per_turn_of_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Page workers whose responses come in the same turn take turns: no turn decodes two steps."""
+    step = results_module._ENTRIES_PER_STEP
+    size, pages = 2 * step, 5
+    total = size * pages
+    histogram_object = histogram.encode_histogram({"00": 600, "11": 400})
+
+    def handler(request: Request) -> Response:  # every page at once: no network in between
+        offset = int(parse_qs(urlsplit(request.url).query)["offset"][0])
+        entries = [
+            {"label": f"c{i}", "results": histogram_object}
+            for i in range(offset, min(offset + size, total))
+        ]
+        return Response(200, text=json.dumps({"results": entries, "count": total}))
+
+    turns = 0
+    seen_at: list[int] = []
+    decode_result = results_module.decode_result
+
+    def recording(results: Any) -> Any:
+        seen_at.append(turns)
+        return decode_result(results)
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    monkeypatch.setattr(results_module, "decode_result", recording)
+    limits = Limits(results_page_size=size, results_concurrency=pages - 1)
+    transport = MockTransport(handler)
+    async with AsyncJobClient(
+        "http://127.0.0.1:1/api/", "t", transport=transport, limits=limits, journal=False
+    ) as c:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(count_turns)
+            result = await c.get_job_results("job-1")
+            tg.cancel_scope.cancel()
+    assert len(result.results or []) == total == len(seen_at)
+    assert max(Counter(seen_at).values()) <= step
 
 
 async def test_the_result_dicts_are_built_a_few_thousand_per_turn_of_the_event_loop(

@@ -1,7 +1,7 @@
 """Thousands of submissions started together: a few are under way, the rest wait holding nothing.
 
 `Submitter.submit_batch` admits `IN_FLIGHT_PER_CONNECTION` submissions per
-pooled connection; the others wait for a turn (`_Slots`) before their batch
+pooled connection; the others wait for a turn (`Slots`) before their batch
 is even looked at.
 """
 
@@ -26,7 +26,8 @@ from asyncjob import (
     Request,
     Response,
 )
-from asyncjob._submit import IN_FLIGHT_PER_CONNECTION, _Slots
+from asyncjob._submit import IN_FLIGHT_PER_CONNECTION
+from asyncjob._turns import Slots
 
 from .conftest import BASE, BELL, TOKEN, fast_retry
 
@@ -132,7 +133,7 @@ async def test_a_submission_waiting_for_its_turn_ends_with_its_cancellation_even
 
 
 async def test_a_waiter_cancelled_after_it_was_handed_a_slot_passes_it_on() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.take() is None  # the only slot, held
     got: list[str] = []
 
@@ -160,7 +161,7 @@ async def test_a_waiter_cancelled_after_it_was_handed_a_slot_passes_it_on() -> N
 
 
 async def test_a_waiter_cancelled_while_waiting_takes_no_slot() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.take() is None
     cancelled = slots.take()
     waiting = slots.take()

@@ -1,0 +1,83 @@
+"""Turns on the event loop: a few tasks at a time, each step in a later turn of the loop.
+
+Thousands of tasks that each do a little CPU work, started or woken in the same
+turn of the loop, would otherwise do all of it in that one turn, and every
+other task on the loop (a caller's too) waits for the sum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+__all__ = ["Slots", "Turns"]
+
+
+class Turns:
+    """An async context admitting `n` tasks at a time, each in a later turn of the loop.
+
+    Waiting in it costs little (a future in `Slots`: thousands of tasks
+    started together queue up in one turn at the cost of as many no-op steps),
+    and the turn taken after admission spreads the admitted work over the
+    loop's turns even when nobody waits.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._slots = Slots(n)
+
+    async def __aenter__(self) -> None:
+        turn = self._slots.take()
+        if turn is not None:
+            try:
+                await turn
+            except BaseException:
+                self._slots.leave(turn)
+                raise
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._slots.release()
+
+
+class Slots:
+    """A first-come, first-served semaphore whose waiters hold one future each, nothing more.
+
+    The caller awaits the future `take()` gives it itself (an `acquire()`
+    coroutine would be one more object alive per waiter), and calls `leave()`
+    if that await is cancelled. `release()` hands the slot straight to the
+    first waiter still waiting.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._free = n
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take(self) -> asyncio.Future[None] | None:
+        """A slot: None if one was free, else a future to await, done once it is handed one."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return None
+        turn = self._loop.create_future()
+        self._waiters.append(turn)
+        return turn
+
+    def leave(self, turn: asyncio.Future[None]) -> None:
+        """The waiter of `turn` stops waiting (cancelled): a slot handed to it passes on."""
+        if turn.cancel():  # still waiting: `release()` skips it
+            return
+        if not turn.cancelled():
+            self.release()
+
+    def release(self) -> None:
+        """Give the slot back: to the first waiter still waiting, if any."""
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():  # a cancelled waiter's future is done
+                turn.set_result(None)
+                return
+        self._free += 1
