@@ -20,7 +20,7 @@ from ._models import ExecutionResult, JobStatus, Response
 from ._outcome import failure_reason
 from ._sender import job_path
 from ._status import StatusFollower
-from ._turns import Turns
+from ._turns import OneStepPerTurn
 
 __all__ = ["ResultsFetcher"]
 
@@ -33,8 +33,8 @@ class ResultsFetcher:
     def __init__(self, ctx: ClientContext, status: StatusFollower) -> None:
         self._ctx = ctx
         self._status = status
-        self._on_loop = PerLoop(lambda: Turns(1))
-        """One step of page work on the event loop at a time, each in its own turn."""
+        self._on_loop = PerLoop(OneStepPerTurn)
+        """Steps of page work on the event loop: at most one in any turn of the loop."""
 
     async def fetch(
         self, execution_result: ExecutionResult | str, first: dict[str, Any] | None = None
@@ -224,15 +224,15 @@ class ResultsFetcher:
                 decode, raw, abandon_on_cancel=True, limiter=decoding
             )
             return data, _Decoded(labels, values)
+        if not vector_route_loaded():  # the first decode of the process imports numpy
+            await anyio.to_thread.run_sync(load_vector_route, limiter=decoding)
         on_loop = self._on_loop.get()
-        async with on_loop:
+        async with on_loop:  # the page parsed, checked and its first entries decoded
             data, labels, raw = _page_results(response, job_id)
             if check is not None:
                 check(labels)
-        if raw and not vector_route_loaded():  # the first decode of the process imports numpy
-            await anyio.to_thread.run_sync(load_vector_route, limiter=decoding)
-        decoded: list[object] = []
-        for start in range(0, len(raw), _ENTRIES_PER_STEP):
+            decoded = list(map(decode_result, raw[:_ENTRIES_PER_STEP]))
+        for start in range(_ENTRIES_PER_STEP, len(raw), _ENTRIES_PER_STEP):
             async with on_loop:
                 decoded += map(decode_result, raw[start : start + _ENTRIES_PER_STEP])
         return data, _Decoded(labels, decoded)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-__all__ = ["Slots", "Turns"]
+__all__ = ["OneStepPerTurn", "Slots", "Turns"]
 
 
 class Turns:
@@ -38,6 +38,46 @@ class Turns:
         except BaseException:
             self._slots.release()
             raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._slots.release()
+
+
+class OneStepPerTurn:
+    """An async context for short synchronous steps: at most one of them in any turn of the loop.
+
+    A step starts at once when none ran in this turn; otherwise it waits for a
+    later turn, behind the steps already waiting (first come, first served).
+    Thousands of tasks woken in the same turn then take a turn each, and a lone
+    task pays no extra turn. The body must not await: a step is one turn.
+    """
+
+    def __init__(self) -> None:
+        self._slots = Slots(1)
+        self._loop = asyncio.get_running_loop()
+        self._stepped = False
+        """A step ran in the current turn (reset by a callback at the start of the next)."""
+
+    async def __aenter__(self) -> None:
+        turn = self._slots.take()
+        if turn is not None:  # handed over at the end of a step: this is a later turn
+            try:
+                await turn
+            except BaseException:
+                self._slots.leave(turn)
+                raise
+        elif self._stepped:
+            try:
+                await asyncio.sleep(0)
+            except BaseException:
+                self._slots.release()
+                raise
+        if not self._stepped:
+            self._stepped = True
+            self._loop.call_soon(self._new_turn)
+
+    def _new_turn(self) -> None:
+        self._stepped = False
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._slots.release()
