@@ -59,6 +59,8 @@ taking turns, share transactions rather than getting one each every few records.
 """
 LINGER_MAX = 0.02
 """Longest wait for more records before a commit, while they keep coming."""
+WAKE_PER_TURN = 16
+"""Waiters of a commit woken per turn of the event loop (see `_set_all`)."""
 IDLE = 1.0
 """Seconds without a record after which the writer thread ends (the next record starts one)."""
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0
@@ -393,9 +395,17 @@ def _wake(waiters: list[_Waiter]) -> None:
             loop.call_soon_threadsafe(_set_all, events)
 
 
-def _set_all(events: list[anyio.Event]) -> None:
-    for event in events:
+def _set_all(events: list[anyio.Event], start: int = 0) -> None:
+    """Set the events from `start`, `WAKE_PER_TURN` per turn of the loop.
+
+    Each wakes a submission that goes on at once to build and send its request:
+    a hundred of them woken in one turn would run in one next turn, together.
+    """
+    end = start + WAKE_PER_TURN
+    for event in events[start:end]:
         event.set()
+    if end < len(events):
+        asyncio.get_running_loop().call_soon(_set_all, events, end)
 
 
 def _locked(exc: BaseException) -> bool:

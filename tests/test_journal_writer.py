@@ -13,12 +13,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from yarl import URL
 
@@ -158,6 +160,39 @@ def test_records_queued_just_before_close_are_written(tmp_path: Path) -> None:
         writer.close(timeout=20)
     keys = {e.key for e in Journal(path).entries(limit=100)}
     assert keys == {f"{kind}{n}" for kind in ("first", "last") for n in range(20)}
+
+
+async def test_the_waiters_of_one_commit_go_on_a_few_per_turn_of_the_loop(tmp_path: Path) -> None:
+    """A hundred submissions behind one commit would all build and send requests in one turn."""
+    from asyncjob import _journal_writer
+    from asyncjob._journal_records import Begin
+    from asyncjob._journal_writer import JournalWriter
+
+    writer = JournalWriter(tmp_path / "j.sqlite3")
+    turns = 0
+    resumed_at: list[int] = []
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async def submission(n: int) -> None:
+        await writer.durable(writer.record(Begin(f"k{n}", BASE, ("a",), {})))
+        resumed_at.append(turns)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(count_turns)
+            async with anyio.create_task_group() as waiting:
+                for n in range(100):
+                    waiting.start_soon(submission, n)
+            tg.cancel_scope.cancel()
+    finally:
+        writer.close()
+    assert len(resumed_at) == 100
+    assert max(Counter(resumed_at).values()) <= _journal_writer.WAKE_PER_TURN
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
