@@ -12,6 +12,7 @@ import types
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio.lowlevel
 import pytest
 
 try:
@@ -45,6 +46,18 @@ cx q[0], q[1];
 cx q[1], q[2];
 c = measure q;
 """
+
+
+class TurnCounter:
+    """Counts the event loop's turns: start `run()` as a task; `turns` is the count so far."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+
+    async def run(self) -> None:
+        while True:
+            self.turns += 1
+            await anyio.lowlevel.checkpoint()
 
 
 def fast_retry() -> RetryPolicy:

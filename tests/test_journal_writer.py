@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import pytest
 from yarl import URL
 
@@ -28,7 +27,7 @@ from asyncjob import AsyncJobClient, ExecutionCancelledError, JobStatus
 from asyncjob._journal import SUBMITTED, Journal
 from asyncjob.local import LocalScheduler
 
-from .conftest import BASE, BELL, TOKEN, CallbackResult, aioresponses
+from .conftest import BASE, BELL, TOKEN, CallbackResult, TurnCounter, aioresponses
 
 HOLDER = """
 import sqlite3, sys
@@ -169,22 +168,16 @@ async def test_the_waiters_of_one_commit_go_on_a_few_per_turn_of_the_loop(tmp_pa
     from asyncjob._journal_writer import JournalWriter
 
     writer = JournalWriter(tmp_path / "j.sqlite3")
-    turns = 0
+    counter = TurnCounter()
     resumed_at: list[int] = []
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await anyio.lowlevel.checkpoint()
 
     async def submission(n: int) -> None:
         await writer.durable(writer.record(Begin(f"k{n}", BASE, ("a",), {})))
-        resumed_at.append(turns)
+        resumed_at.append(counter.turns)
 
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(count_turns)
+            tg.start_soon(counter.run)
             async with anyio.create_task_group() as waiting:
                 for n in range(100):
                     waiting.start_soon(submission, n)

@@ -17,7 +17,21 @@ import asyncjob._results as results_module
 from asyncjob import AsyncJobClient, Limits, MockTransport, Request, Response
 from asyncjob.local import LocalScheduler
 
-from .conftest import BELL
+from .conftest import BELL, TurnCounter
+
+
+def decoding_turns(monkeypatch: pytest.MonkeyPatch) -> tuple[TurnCounter, list[int]]:
+    """A turn counter, and the turn of every histogram decoded from now on (in order)."""
+    counter = TurnCounter()
+    seen_at: list[int] = []
+    decode_result = results_module.decode_result
+
+    def recording(results: Any) -> Any:
+        seen_at.append(counter.turns)
+        return decode_result(results)
+
+    monkeypatch.setattr(results_module, "decode_result", recording)
+    return counter, seen_at
 
 
 @pytest.mark.parametrize("threshold", [0, 10**9])
@@ -49,20 +63,7 @@ async def test_a_page_is_decoded_a_few_entries_per_turn_of_the_event_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Page workers that finish together do not decode their pages in one turn of the loop."""
-    turns = 0
-    seen_at: list[int] = []
-    decode_result = results_module.decode_result
-
-    def recording(results: Any) -> Any:
-        seen_at.append(turns)
-        return decode_result(results)
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await anyio.lowlevel.checkpoint()
-
+    counter, seen_at = decoding_turns(monkeypatch)
     n = 3 * results_module._ENTRIES_PER_STEP
     async with LocalScheduler(executor="sampler", job_duration=0.01) as server:
         limits = Limits(results_page_size=n)
@@ -71,9 +72,8 @@ async def test_a_page_is_decoded_a_few_entries_per_turn_of_the_event_loop(
         ) as c:
             handle = await c.submit_circuits({f"c{i}": BELL for i in range(n)})
             await c.poll_job_status(handle, loop_until_complete=True, verbose=False)
-            monkeypatch.setattr(results_module, "decode_result", recording)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(count_turns)
+                tg.start_soon(counter.run)
                 result = await c.get_job_results(handle)
                 tg.cancel_scope.cancel()
     assert len(result.results or []) == n and len(seen_at) == n
@@ -97,28 +97,14 @@ async def test_pages_that_arrive_together_are_decoded_one_step_per_turn_of_the_e
         ]
         return Response(200, text=json.dumps({"results": entries, "count": total}))
 
-    turns = 0
-    seen_at: list[int] = []
-    decode_result = results_module.decode_result
-
-    def recording(results: Any) -> Any:
-        seen_at.append(turns)
-        return decode_result(results)
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await anyio.lowlevel.checkpoint()
-
-    monkeypatch.setattr(results_module, "decode_result", recording)
+    counter, seen_at = decoding_turns(monkeypatch)
     limits = Limits(results_page_size=size, results_concurrency=pages - 1)
     transport = MockTransport(handler)
     async with AsyncJobClient(
         "http://127.0.0.1:1/api/", "t", transport=transport, limits=limits, journal=False
     ) as c:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(count_turns)
+            tg.start_soon(counter.run)
             result = await c.get_job_results("job-1")
             tg.cancel_scope.cancel()
     assert len(result.results or []) == total == len(seen_at)
@@ -130,23 +116,16 @@ async def test_the_result_dicts_are_built_a_few_thousand_per_turn_of_the_event_l
 ) -> None:
     """Building 50,000 result dicts takes 8-15 ms: the loop turns between batches of them."""
     monkeypatch.setattr(results_module, "_DICTS_PER_STEP", 4)
-    turns = 0
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await anyio.lowlevel.checkpoint()
-
+    counter = TurnCounter()
     labels = [f"c{i}" for i in range(10)]
     for served in (labels, labels[::-1]):  # in submission order, and not
         decoded = results_module._Decoded(list(served), [int(label[1:]) for label in served])
         async with anyio.create_task_group() as tg:
-            tg.start_soon(count_turns)
+            tg.start_soon(counter.run)
             await anyio.lowlevel.checkpoint()
-            before = turns
+            before = counter.turns
             results = await decoded.in_order("job-1", tuple(labels))
-            during = turns - before
+            during = counter.turns - before
             tg.cancel_scope.cancel()
         assert results == [{"label": f"c{i}", "results": i} for i in range(10)]
         assert during >= 2  # three batches of at most 4

@@ -6,17 +6,7 @@ import asyncio
 
 from asyncjob._turns import OneStepPerTurn
 
-
-class TurnCounter:
-    """Counts the event loop's turns (a task that only yields)."""
-
-    def __init__(self) -> None:
-        self.turns = 0
-
-    async def run(self) -> None:
-        while True:
-            self.turns += 1
-            await asyncio.sleep(0)
+from .conftest import TurnCounter
 
 
 async def test_a_lone_step_starts_at_once_and_a_second_in_the_same_turn_waits() -> None:

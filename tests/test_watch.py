@@ -28,7 +28,7 @@ from asyncjob import (
     _status,
 )
 
-from .conftest import BASE, TOKEN, CallbackResult, aioresponses, fast_retry
+from .conftest import BASE, TOKEN, CallbackResult, TurnCounter, aioresponses, fast_retry
 from .test_client import calls, histogram_entry, results_url, sent_body, status_url
 
 WATCH = f"{BASE}jobs/watch/"
@@ -552,19 +552,13 @@ async def test_the_answers_of_two_watch_groups_are_not_handled_in_one_turn(
     """Groups answered together are noted one after the other, not in the same loop turns."""
     batch = 100
     monkeypatch.setattr(_completed, "WATCH_BATCH", batch)
-    turns = 0
+    counter = TurnCounter()
     noted: list[tuple[int, int]] = []  # (turn, group)
     note_status = _status.StatusFollower._note_status
 
     def recording(self: Any, job_id: str, data: object, where: str) -> JobStatus:
-        noted.append((turns, int(job_id[1:]) // batch))
+        noted.append((counter.turns, int(job_id[1:]) // batch))
         return note_status(self, job_id, data, where)
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await anyio.lowlevel.checkpoint()
 
     def answer(url: URL, **kwargs: Any) -> CallbackResult:
         ids = json.loads(kwargs["data"])["job_ids"]
@@ -575,7 +569,7 @@ async def test_the_answers_of_two_watch_groups_are_not_handled_in_one_turn(
     with aioresponses() as m:
         m.post(WATCH, callback=answer, repeat=True)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(count_turns)
+            tg.start_soon(counter.run)
             async with client.as_completed(handles, fetch_results=False) as outcomes:
                 got = [o async for o in outcomes]
             tg.cancel_scope.cancel()
