@@ -328,9 +328,9 @@ class Journal:
         """The server acknowledged chunk `index`."""
         self.write([ChunkSent(key, index)])
 
-    def submitted(self, key: str) -> None:
-        """Every chunk landed: forget the bodies, keep the record."""
-        self.write([Submitted(key)])
+    def submitted(self, key: str, job_id: str | None = None) -> None:
+        """Every chunk landed: forget the bodies, keep the record (and `job_id`, if given)."""
+        self.write([Submitted(key, job_id)])
 
     def cancelling(self, key: str) -> None:
         """The submission was cancelled; its job is being cancelled (see `Cancelling`)."""

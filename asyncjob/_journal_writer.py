@@ -12,7 +12,8 @@ for it.
 
 The records crash recovery depends on (a submission before its `job/init/`,
 a chunk before its upload) are awaited with `durable()`: it returns once the
-record is committed, at once when the journal is degraded, and when the writer
+record is committed (the waiters of one commit go on `WAKE_PER_TURN` per turn of
+the event loop), at once when the journal is degraded, and when the writer
 has made no progress for `BARRIER_WAIT` while it waited (a stuck write, which
 degrades the journal); it is cancellable. A writer that is merely behind (thousands
 of records queued, a busy event loop) keeps being waited for: it is healthy.

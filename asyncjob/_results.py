@@ -9,7 +9,6 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 import anyio
-import anyio.lowlevel
 
 from ._context import ClientContext, first_leaf, job_id_of
 from ._errors import BadRequestError, JobNotCompleteError, ProtocolError
@@ -33,8 +32,6 @@ class ResultsFetcher:
     def __init__(self, ctx: ClientContext, status: StatusFollower) -> None:
         self._ctx = ctx
         self._status = status
-        self._on_loop = PerLoop(OneStepPerTurn)
-        """Steps of page work on the event loop: at most one in any turn of the loop."""
 
     async def fetch(
         self, execution_result: ExecutionResult | str, first: dict[str, Any] | None = None
@@ -48,7 +45,7 @@ class ResultsFetcher:
         path = job_path(job_id, "resultsV2/")
         with self._ctx.token_scrubbed():
             decoding = anyio.CapacityLimiter(_DECODING_THREADS)
-            page, entries = await self._decoded_page(
+            page, entries = await _decoded_page(
                 await self._first_page(job_id, path) if first is None else first,
                 job_id,
                 decoding,
@@ -77,7 +74,7 @@ class ResultsFetcher:
                 raise ProtocolError(
                     f"job {job_id}: the server counts {count} results but sent {len(entries)}"
                 )
-            results = await entries.in_order(job_id, expected)
+            results = await entries.in_order(job_id, expected, _ON_LOOP.get())
         if self._ctx.config.journal_results:
             self._ctx.log(Results(self._ctx.config.base_url, job_id, results))
         run_time = self._ctx.run_times.get(job_id, 0.0)
@@ -127,7 +124,7 @@ class ResultsFetcher:
                 check(offset, page_labels)
                 checked.set()
 
-            _, entries = await self._decoded_page(response, job_id, decoding, check_page)
+            _, entries = await _decoded_page(response, job_id, decoding, check_page)
             pages[offset] = entries
 
         async def worker(number: int) -> None:
@@ -165,7 +162,7 @@ class ResultsFetcher:
             response = await self._ctx.sender.request(
                 "GET", self._ctx.sender.same_origin_path(url)
             )
-            page, more = await self._decoded_page(response, job_id, decoding)
+            page, more = await _decoded_page(response, job_id, decoding)
             link = page.get("next")
             if not more and link is not None:
                 raise ProtocolError(f"job {job_id}: empty results page with a next link")
@@ -185,57 +182,6 @@ class ResultsFetcher:
             if entry is not None:
                 labels = entry.labels
         return labels
-
-    async def _decoded_page(
-        self,
-        response: Response | dict[str, Any],
-        job_id: str,
-        decoding: anyio.CapacityLimiter,
-        check: Callable[[list[str]], None] | None = None,
-    ) -> tuple[dict[str, Any], _Decoded]:
-        """A results page and its entries, histograms decoded.
-
-        `check(labels)` runs on the event loop once the page is parsed, before
-        any histogram is decoded.
-        A page is parsed, then decoded a few entries at a time, on the event loop,
-        one step of one page per turn of the loop (`_on_loop`): the responses of
-        many page workers come in the same turn, and their steps would otherwise
-        run in the same next turn, stalling the loop for their sum. A large page
-        (whose JSON alone takes milliseconds to parse) goes to a worker thread;
-        few threads decode at once (`decoding`), each releasing the GIL every few
-        entries: the decoder is pure Python, and a thread that keeps the GIL makes
-        the event loop wait a whole switch interval (5 ms) for it.
-        """
-        if isinstance(response, Response) and len(response.text) > _DECODE_IN_THREAD:
-
-            def decode(raw: list[object]) -> list[object]:
-                values: list[object] = []
-                for start in range(0, len(raw), _ENTRIES_PER_STEP):
-                    values += map(decode_result, raw[start : start + _ENTRIES_PER_STEP])
-                    time.sleep(0)  # releases the GIL
-                return values
-
-            data, labels, raw = await anyio.to_thread.run_sync(
-                _page_results, response, job_id, abandon_on_cancel=True, limiter=decoding
-            )
-            if check is not None:
-                check(labels)
-            values = await anyio.to_thread.run_sync(
-                decode, raw, abandon_on_cancel=True, limiter=decoding
-            )
-            return data, _Decoded(labels, values)
-        if not vector_route_loaded():  # the first decode of the process imports numpy
-            await anyio.to_thread.run_sync(load_vector_route, limiter=decoding)
-        on_loop = self._on_loop.get()
-        async with on_loop:  # the page parsed, checked and its first entries decoded
-            data, labels, raw = _page_results(response, job_id)
-            if check is not None:
-                check(labels)
-            decoded = list(map(decode_result, raw[:_ENTRIES_PER_STEP]))
-        for start in range(_ENTRIES_PER_STEP, len(raw), _ENTRIES_PER_STEP):
-            async with on_loop:
-                decoded += map(decode_result, raw[start : start + _ENTRIES_PER_STEP])
-        return data, _Decoded(labels, decoded)
 
 
 async def _run_bounded(
@@ -314,12 +260,12 @@ class _Decoded:
         self.values += other.values
 
     async def in_order(
-        self, job_id: str, expected: tuple[str, ...] | None
+        self, job_id: str, expected: tuple[str, ...] | None, steps: OneStepPerTurn
     ) -> list[dict[str, Any]]:
         """The results, in submission order; missing or unknown labels are refused.
 
-        The checks are C-level passes; the dicts are built a thousand per turn
-        of the event loop (4,096 at a time took up to 9 ms on a 2-core machine).
+        The checks are C-level passes; the dicts are built a thousand per step,
+        one of `steps` (4,096 at a time took up to 9 ms on a 2-core machine).
         """
         if expected is None or self.labels == list(expected):
             order: Iterable[str] = self.labels if expected is None else expected
@@ -338,14 +284,15 @@ class _Decoded:
         pairs = zip(order, values, strict=True)
         results: list[dict[str, Any]] = []
         while batch := list(islice(pairs, _DICTS_PER_STEP)):
-            if results:
-                await anyio.lowlevel.checkpoint()
-            results += [{"label": label, "results": value} for label, value in batch]
+            async with steps:
+                results += [{"label": label, "results": value} for label, value in batch]
         return results
 
 
+_ON_LOOP: PerLoop[OneStepPerTurn] = PerLoop(OneStepPerTurn)
+"""Steps of result work on an event loop, every fetch of every client: one per turn."""
 _DICTS_PER_STEP = 1024
-"""Result dicts built between two yields to the event loop."""
+"""Result dicts built in one step (`_ON_LOOP`)."""
 
 
 _DECODE_IN_THREAD = 256 * 1024
@@ -354,6 +301,57 @@ _DECODING_THREADS = 2
 """Large pages of one fetch decoded at the same time, in worker threads."""
 _ENTRIES_PER_STEP = 16
 """Entries decoded between two yields: to the event loop, or of the GIL in a worker thread."""
+
+
+async def _decoded_page(
+    response: Response | dict[str, Any],
+    job_id: str,
+    decoding: anyio.CapacityLimiter,
+    check: Callable[[list[str]], None] | None = None,
+) -> tuple[dict[str, Any], _Decoded]:
+    """A results page and its entries, histograms decoded.
+
+    `check(labels)` runs on the event loop once the page is parsed, before
+    any histogram is decoded.
+    A page is parsed, then decoded a few entries at a time, on the event loop,
+    one step of one page per turn of the loop (`_ON_LOOP`): the responses of
+    many page workers come in the same turn, and their steps would otherwise
+    run in the same next turn, stalling the loop for their sum. A large page
+    (whose JSON alone takes milliseconds to parse) goes to a worker thread;
+    few threads decode at once (`decoding`), each releasing the GIL every few
+    entries: the decoder is pure Python, and a thread that keeps the GIL makes
+    the event loop wait a whole switch interval (5 ms) for it.
+    """
+    if isinstance(response, Response) and len(response.text) > _DECODE_IN_THREAD:
+
+        def decode(raw: list[object]) -> list[object]:
+            values: list[object] = []
+            for start in range(0, len(raw), _ENTRIES_PER_STEP):
+                values += map(decode_result, raw[start : start + _ENTRIES_PER_STEP])
+                time.sleep(0)  # releases the GIL
+            return values
+
+        data, labels, raw = await anyio.to_thread.run_sync(
+            _page_results, response, job_id, abandon_on_cancel=True, limiter=decoding
+        )
+        if check is not None:
+            check(labels)
+        values = await anyio.to_thread.run_sync(
+            decode, raw, abandon_on_cancel=True, limiter=decoding
+        )
+        return data, _Decoded(labels, values)
+    if not vector_route_loaded():  # numpy's first import (tens of ms), in a thread
+        await anyio.to_thread.run_sync(load_vector_route, limiter=decoding)
+    on_loop = _ON_LOOP.get()
+    async with on_loop:  # the page parsed, checked and its first entries decoded
+        data, labels, raw = _page_results(response, job_id)
+        if check is not None:
+            check(labels)
+        decoded = list(map(decode_result, raw[:_ENTRIES_PER_STEP]))
+    for start in range(_ENTRIES_PER_STEP, len(raw), _ENTRIES_PER_STEP):
+        async with on_loop:
+            decoded += map(decode_result, raw[start : start + _ENTRIES_PER_STEP])
+    return data, _Decoded(labels, decoded)
 
 
 def _page_results(

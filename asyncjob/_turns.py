@@ -26,18 +26,8 @@ class Turns:
         self._slots = Slots(n)
 
     async def __aenter__(self) -> None:
-        turn = self._slots.take()
-        if turn is not None:
-            try:
-                await turn
-            except BaseException:
-                self._slots.leave(turn)
-                raise
-        try:
-            await asyncio.sleep(0)
-        except BaseException:
-            self._slots.release()
-            raise
+        await _take(self._slots)
+        await _next_turn_holding(self._slots)
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._slots.release()
@@ -56,31 +46,44 @@ class OneStepPerTurn:
         self._slots = Slots(1)
         self._loop = asyncio.get_running_loop()
         self._stepped = False
-        """A step ran in the current turn (reset by a callback at the start of the next)."""
+        """A step ran in this turn. Cleared by a callback queued with that step, so a task
+        queued before it (it runs first in the next turn) may wait one turn more than needed."""
 
     async def __aenter__(self) -> None:
-        turn = self._slots.take()
-        if turn is not None:  # handed over at the end of a step: this is a later turn
-            try:
-                await turn
-            except BaseException:
-                self._slots.leave(turn)
-                raise
-        elif self._stepped:
-            try:
-                await asyncio.sleep(0)
-            except BaseException:
-                self._slots.release()
-                raise
-        if not self._stepped:
-            self._stepped = True
-            self._loop.call_soon(self._new_turn)
+        handed = await _take(self._slots)
+        if not handed and self._stepped:
+            await _next_turn_holding(self._slots)
+        # Handed over or after a turn: the callback queued with the last step ran first.
+        self._stepped = True
+        self._loop.call_soon(self._new_turn)
 
     def _new_turn(self) -> None:
         self._stepped = False
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._slots.release()
+
+
+async def _take(slots: Slots) -> bool:
+    """A slot of `slots`, waited for if none is free; True if a release handed it over."""
+    turn = slots.take()
+    if turn is None:
+        return False
+    try:
+        await turn
+    except BaseException:
+        slots.leave(turn)
+        raise
+    return True
+
+
+async def _next_turn_holding(slots: Slots) -> None:
+    """Wait for the next turn of the loop, holding a slot (given back if cancelled)."""
+    try:
+        await asyncio.sleep(0)
+    except BaseException:
+        slots.release()
+        raise
 
 
 class Slots:

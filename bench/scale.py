@@ -373,9 +373,11 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         "",
         "Results per second of CPU time (so the machine's other load counts little), "
         "decoding encoded histograms one by one in one process, both decoders warmed "
-        "first (numba compiles on its first call), taking turns on the same histograms; "
-        "divi gets a copy of each result (it decodes in place). Median [min-max] of "
-        f"{p['decode']['repeats']} turns each.",
+        "first (numba compiles on its first call), one after the other on the same "
+        "histograms, repeatedly; divi gets a copy of each result (it decodes in place). "
+        f"Median [min-max] of {p['decode']['repeats']} repeats of each. (Runs before "
+        "2026-12-03 09:00 UTC, the before/after table's baseline among them, counted "
+        "wall time over 3 repeats: compare their ratios to divi, not their rates.)",
         "",
         "| histograms | asyncjob | divi | asyncjob/divi (rate) |",
         "| --- | --- | --- | ---: |",

@@ -223,6 +223,19 @@ async def test_client_records_and_resume_restores_labels(tmp_path: Path) -> None
     assert [r["label"] for r in result.results or []] == ["z", "a"]
 
 
+def test_submitted_sets_the_job_id_only_when_it_carries_one(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    begin_with_chunks(journal, "k1", ["a"], {"init": {}}, 1)
+    journal.submitted("k1", "j1")  # landed with its job/init/: no `Created` before
+    begin_with_chunks(journal, "k2", ["b"], {"init": {}}, 1)
+    journal.created("k2", "j2")
+    journal.submitted("k2")  # the id came with `Created`: kept
+    for key, job_id in (("k1", "j1"), ("k2", "j2")):
+        entry = journal.find(BASE, key)
+        assert entry is not None
+        assert (entry.job_id, entry.state) == (job_id, SUBMITTED)
+
+
 async def test_a_chunk_landed_with_the_init_is_one_journal_record_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

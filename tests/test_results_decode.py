@@ -15,6 +15,7 @@ import pytest
 import asyncjob._histogram as histogram
 import asyncjob._results as results_module
 from asyncjob import AsyncJobClient, Limits, MockTransport, Request, Response
+from asyncjob._turns import OneStepPerTurn
 from asyncjob.local import LocalScheduler
 
 from .conftest import BELL, TurnCounter
@@ -111,7 +112,7 @@ async def test_pages_that_arrive_together_are_decoded_one_step_per_turn_of_the_e
     assert max(Counter(seen_at).values()) <= step
 
 
-async def test_the_result_dicts_are_built_a_few_thousand_per_turn_of_the_event_loop(
+async def test_the_result_dicts_are_built_a_batch_per_turn_of_the_event_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Building 50,000 result dicts takes 8-15 ms: the loop turns between batches of them."""
@@ -124,7 +125,7 @@ async def test_the_result_dicts_are_built_a_few_thousand_per_turn_of_the_event_l
             tg.start_soon(counter.run)
             await anyio.lowlevel.checkpoint()
             before = counter.turns
-            results = await decoded.in_order("job-1", tuple(labels))
+            results = await decoded.in_order("job-1", tuple(labels), OneStepPerTurn())
             during = counter.turns - before
             tg.cancel_scope.cancel()
         assert results == [{"label": f"c{i}", "results": i} for i in range(10)]

@@ -43,7 +43,7 @@ async def test_steps_of_tasks_woken_together_run_one_per_turn() -> None:
     assert len(set(ran_at)) == 60  # no two steps in one turn
 
 
-async def test_a_waiter_cancelled_in_the_queue_passes_its_turn_on() -> None:
+async def test_a_waiter_cancelled_in_the_queue_is_skipped() -> None:
     steps = OneStepPerTurn()
     entered: list[str] = []
 
@@ -51,10 +51,38 @@ async def test_a_waiter_cancelled_in_the_queue_passes_its_turn_on() -> None:
         async with steps:
             entered.append(name)
 
-    async with steps:  # holds the slot: the others queue
-        first = asyncio.create_task(step("first"))
-        second = asyncio.create_task(step("second"))
-        await asyncio.sleep(0)
-        first.cancel()
-    await asyncio.wait_for(second, 5)
-    assert entered == ["second"] and first.cancelled()
+    tasks = {name: asyncio.create_task(step(name)) for name in ("a", "b", "c", "d")}
+    await asyncio.sleep(0)  # a stepped; b holds the slot for the next turn; c, d queue
+    tasks["c"].cancel()
+    await asyncio.wait_for(tasks["d"], 5)
+    assert entered == ["a", "b", "d"] and tasks["c"].cancelled()
+
+
+async def test_a_step_that_raises_gives_its_slot_back() -> None:
+    steps = OneStepPerTurn()
+    try:
+        async with steps:
+            raise ValueError("in the step")
+    except ValueError:
+        pass
+    await asyncio.sleep(0)
+    async with steps:  # free again: this would wait for ever otherwise
+        pass
+
+
+async def test_a_task_cancelled_while_waiting_for_its_turn_passes_the_slot_on() -> None:
+    steps = OneStepPerTurn()
+    entered: list[str] = []
+
+    async def step(name: str) -> None:
+        async with steps:
+            entered.append(name)
+
+    first = asyncio.create_task(step("first"))  # its step runs at once, in the next turn
+    waiting = asyncio.create_task(step("waiting"))  # same turn: takes the slot, waits a turn
+    queued = asyncio.create_task(step("queued"))  # behind it
+    await asyncio.sleep(0)  # the three have started
+    assert entered == ["first"] and first.done()
+    waiting.cancel()
+    await asyncio.wait_for(queued, 5)
+    assert entered == ["first", "queued"] and waiting.cancelled()
