@@ -43,7 +43,8 @@ async def test_steps_of_tasks_woken_together_run_one_per_turn() -> None:
     assert len(set(ran_at)) == 60  # no two steps in one turn
 
 
-async def test_a_waiter_cancelled_in_the_queue_is_skipped() -> None:
+def stepping(names: str) -> tuple[dict[str, asyncio.Task[None]], list[str]]:
+    """A task per name, each taking one step of one `OneStepPerTurn`; the names, as they step."""
     steps = OneStepPerTurn()
     entered: list[str] = []
 
@@ -51,7 +52,11 @@ async def test_a_waiter_cancelled_in_the_queue_is_skipped() -> None:
         async with steps:
             entered.append(name)
 
-    tasks = {name: asyncio.create_task(step(name)) for name in ("a", "b", "c", "d")}
+    return {name: asyncio.create_task(step(name)) for name in names}, entered
+
+
+async def test_a_waiter_cancelled_in_the_queue_is_skipped() -> None:
+    tasks, entered = stepping("abcd")
     await asyncio.sleep(0)  # a stepped; b holds the slot for the next turn; c, d queue
     tasks["c"].cancel()
     await asyncio.wait_for(tasks["d"], 5)
@@ -71,18 +76,11 @@ async def test_a_step_that_raises_gives_its_slot_back() -> None:
 
 
 async def test_a_task_cancelled_while_waiting_for_its_turn_passes_the_slot_on() -> None:
-    steps = OneStepPerTurn()
-    entered: list[str] = []
-
-    async def step(name: str) -> None:
-        async with steps:
-            entered.append(name)
-
-    first = asyncio.create_task(step("first"))  # its step runs at once, in the next turn
-    waiting = asyncio.create_task(step("waiting"))  # same turn: takes the slot, waits a turn
-    queued = asyncio.create_task(step("queued"))  # behind it
+    # a steps at once (in the next turn); b, in the same turn, takes the slot and waits a
+    # turn; c queues behind it.
+    tasks, entered = stepping("abc")
     await asyncio.sleep(0)  # the three have started
-    assert entered == ["first"] and first.done()
-    waiting.cancel()
-    await asyncio.wait_for(queued, 5)
-    assert entered == ["first", "queued"] and waiting.cancelled()
+    assert entered == ["a"] and tasks["a"].done()
+    tasks["b"].cancel()
+    await asyncio.wait_for(tasks["c"], 5)
+    assert entered == ["a", "c"] and tasks["b"].cancelled()
