@@ -89,10 +89,11 @@ async def _next_turn_holding(slots: Slots) -> None:
 class Slots:
     """A first-come, first-served semaphore whose waiters hold one future each, nothing more.
 
-    The caller awaits the future `take()` gives it itself (an `acquire()`
-    coroutine would be one more object alive per waiter), and calls `leave()`
-    if that await is cancelled. `release()` hands the slot straight to the
-    first waiter still waiting.
+    The caller awaits the future `take()` gives it, and calls `leave()` if that
+    await is cancelled. `release()` hands the slot straight to the first waiter
+    still waiting. Where thousands wait (`Submitter.submit_batch`) the caller
+    awaits the future itself: an `acquire()` coroutine (`_take`, which `Turns`
+    and `OneStepPerTurn` use) would be one more object alive per waiter.
     """
 
     def __init__(self, n: int) -> None:
