@@ -165,9 +165,34 @@ def decode_histogram(encoding: str, n_bits: int, payload: str) -> dict[str, int]
 
 def _vector_wins(unique: int, width: int) -> bool:
     """Whether the numpy route decodes this histogram faster (measured crossovers)."""
+    return unique >= _vector_min_unique(width)
+
+
+def _vector_min_unique(width: int) -> int:
+    """The fewest outcomes for which the numpy route is faster, by width."""
     if width <= _TABLE_BITS:  # the pure route's keys come from a table: cheap
-        return unique >= 320
-    return unique >= (112 if width <= 2 * _TABLE_BITS else 40)
+        return 320
+    return 112 if width <= 2 * _TABLE_BITS else 40
+
+
+_MIN_HEADER = 7
+"""Bytes before the first outcome gap: magic (3), then width, outcome, shot and gap
+counts (a byte each at least)."""
+
+
+def may_take_vector_route(obj: object) -> bool:
+    """Whether decoding this `results` object might take the numpy route.
+
+    False when its payload is too short to hold the fewest outcomes that route
+    is taken for (every outcome takes a byte at least): then decoding it never
+    imports numpy, whose first import stalls a busy process's event loop.
+    """
+    if not isinstance(obj, dict):
+        return False
+    payload, n_bits = obj.get("payload"), obj.get("n_bits")
+    if not isinstance(payload, str) or not isinstance(n_bits, int):
+        return False  # passed through or refused by `decode_result`, not decoded
+    return len(payload) * 3 // 4 >= _vector_min_unique(n_bits) + _MIN_HEADER
 
 
 @functools.cache

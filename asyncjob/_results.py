@@ -13,7 +13,12 @@ import anyio
 from ._context import ClientContext, first_leaf, job_id_of
 from ._errors import BadRequestError, JobNotCompleteError, ProtocolError
 from ._forksafe import PerLoop
-from ._histogram import decode_result, load_vector_route, vector_route_loaded
+from ._histogram import (
+    decode_result,
+    load_vector_route,
+    may_take_vector_route,
+    vector_route_loaded,
+)
 from ._journal_records import Results
 from ._models import ExecutionResult, JobStatus, Response
 from ._outcome import failure_reason
@@ -340,15 +345,16 @@ async def _decoded_page(
             decode, raw, abandon_on_cancel=True, limiter=decoding
         )
         return data, _Decoded(labels, values)
-    if not vector_route_loaded():  # numpy's first import (tens of ms), in a thread
-        await anyio.to_thread.run_sync(load_vector_route, limiter=decoding)
     on_loop = _ON_LOOP.get()
     async with on_loop:  # the page parsed, checked and its first entries decoded
         data, labels, raw = _page_results(response, job_id)
         if check is not None:
             check(labels)
-        decoded = list(map(decode_result, raw[:_ENTRIES_PER_STEP]))
-    for start in range(_ENTRIES_PER_STEP, len(raw), _ENTRIES_PER_STEP):
+        load = not vector_route_loaded() and any(map(may_take_vector_route, raw))
+        decoded = [] if load else list(map(decode_result, raw[:_ENTRIES_PER_STEP]))
+    if load:  # numpy's first import (tens of ms), in a thread; never for small histograms
+        await anyio.to_thread.run_sync(load_vector_route, limiter=decoding)
+    for start in range(len(decoded), len(raw), _ENTRIES_PER_STEP):
         async with on_loop:
             decoded += map(decode_result, raw[start : start + _ENTRIES_PER_STEP])
     return data, _Decoded(labels, decoded)

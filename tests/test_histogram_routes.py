@@ -9,6 +9,7 @@ valid payload and the same refusal, word for word, for every corrupt one.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,40 @@ def test_the_size_switch_sends_large_histograms_to_numpy(monkeypatch: pytest.Mon
         encoded = encode_histogram(histogram, 20)
         assert decode_histogram("qh1", 20, str(encoded["payload"])) == histogram
     assert calls == [len(large)]
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(histograms(), mutations, st.integers(0, 255), st.booleans())
+def test_a_payload_too_short_for_the_numpy_route_never_loads_it(
+    case: tuple[int, dict[str, int]], changes: list[tuple[str, int]], byte: int, corrupt: bool
+) -> None:
+    """`may_take_vector_route` False: decoding does not touch numpy (nor import it)."""
+    n_bits, histogram = case
+    encoded = encode_histogram(histogram, n_bits)
+    if corrupt:
+        blob = mutated(base64.b64decode(str(encoded["payload"])), changes, byte)
+        encoded["payload"] = base64.b64encode(blob).decode("ascii")
+    asked: list[bool] = []
+    real = _histogram._vector_route
+
+    def spy() -> Any:
+        asked.append(True)
+        return real()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_histogram, "_vector_route", spy)
+        with contextlib.suppress(ProtocolError):
+            _histogram.decode_result(encoded)
+    if not _histogram.may_take_vector_route(encoded):
+        assert not asked
+    if not corrupt and _histogram._vector_wins(len(histogram), n_bits):
+        assert asked  # not vacuous: the histograms the route is for do ask for it
+
+
+def test_small_and_large_histograms_on_either_side_of_the_bound() -> None:
+    small = encode_histogram({format(i, "010b"): 3 for i in range(16)})
+    large = encode_histogram({format(i, "010b"): 3 for i in range(400)})
+    assert not _histogram.may_take_vector_route(small)
+    assert _histogram.may_take_vector_route(large)
+    assert not _histogram.may_take_vector_route({"payload": "x" * 10**4, "n_bits": "10"})
+    assert not _histogram.may_take_vector_route([1, 2])

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -132,10 +136,22 @@ async def test_the_result_dicts_are_built_a_batch_per_turn_of_the_event_loop(
         assert during >= 2  # three batches of at most 4
 
 
-async def test_numpy_is_first_imported_in_a_worker_thread_not_on_the_loop(
-    monkeypatch: pytest.MonkeyPatch,
+def one_page(*histograms: dict[str, object]) -> MockTransport:
+    """A server whose every job has these histograms as its results, on one page."""
+    entries = [{"label": f"c{i}", "results": h} for i, h in enumerate(histograms)]
+    text = json.dumps({"results": entries, "count": len(entries)})
+    return MockTransport(lambda request: Response(200, text=text))
+
+
+SMALL = histogram.encode_histogram({"00": 600, "11": 400})
+LARGE = histogram.encode_histogram({format(i, "012b"): 3 for i in range(400)})
+
+
+@pytest.mark.parametrize("large", [False, True])
+async def test_numpy_is_imported_in_a_worker_thread_and_only_for_large_histograms(
+    monkeypatch: pytest.MonkeyPatch, large: bool
 ) -> None:
-    """The first decode imports numpy (tens of ms): in a thread, not on the loop."""
+    """numpy's first import (tens of ms) is in a thread, and only if a histogram needs it."""
     events: list[tuple[str, threading.Thread]] = []
     load, decode_result = results_module.load_vector_route, results_module.decode_result
 
@@ -147,16 +163,45 @@ async def test_numpy_is_first_imported_in_a_worker_thread_not_on_the_loop(
         events.append(("decode", threading.current_thread()))
         return decode_result(results)
 
-    async with LocalScheduler(executor="sampler", job_duration=0.01) as server:
-        async with AsyncJobClient(server.base_url, server.token, polling_interval=0.02) as c:
-            handle = await c.submit_circuits({"a": BELL, "b": BELL})
-            await c.poll_job_status(handle, loop_until_complete=True, verbose=False)
-            histogram._vector_route.cache_clear()  # as in a process that never decoded
-            monkeypatch.setattr(results_module, "load_vector_route", loading)
-            monkeypatch.setattr(results_module, "decode_result", recording)
-            result = await c.get_job_results(handle)
+    histogram._vector_route.cache_clear()  # as in a process that never decoded
+    monkeypatch.setattr(results_module, "load_vector_route", loading)
+    monkeypatch.setattr(results_module, "decode_result", recording)
+    transport = one_page(SMALL, LARGE if large else SMALL)
+    async with AsyncJobClient("http://127.0.0.1:1/api/", "t", transport=transport) as c:
+        result = await c.get_job_results("job-1")
     loop_thread = threading.current_thread()
-    assert [r["label"] for r in result.results or []] == ["a", "b"]
-    assert [kind for kind, _ in events] == ["load", "decode", "decode"]
-    assert events[0][1] is not loop_thread
-    assert all(thread is loop_thread for _, thread in events[1:])
+    second = LARGE if large else SMALL
+    expected = histogram.decode_histogram(
+        "qh1", int(str(second["n_bits"])), str(second["payload"])
+    )
+    assert (result.results or [])[1]["results"] == expected
+    assert [kind for kind, _ in events] == (["load"] if large else []) + ["decode", "decode"]
+    assert all(thread is loop_thread for kind, thread in events if kind == "decode")
+    assert all(thread is not loop_thread for kind, thread in events if kind == "load")
+    assert histogram.vector_route_loaded() is large
+
+
+def test_a_program_whose_histograms_are_small_never_imports_numpy() -> None:
+    """numpy's first import holds the GIL for tens of ms (more on a busy machine)."""
+    program = textwrap.dedent(
+        """
+        import sys, anyio
+        from asyncjob import AsyncJobClient
+        from tests.test_results_decode import SMALL, one_page
+
+        async def main():
+            transport = one_page(*[SMALL] * 100)
+            async with AsyncJobClient("http://127.0.0.1:1/api/", "t", transport=transport) as c:
+                result = await c.get_job_results("job-1")
+            assert len(result.results) == 100
+            print("numpy" in sys.modules)
+
+        anyio.run(main)
+        """
+    )
+    root = Path(__file__).parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
