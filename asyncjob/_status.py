@@ -19,7 +19,7 @@ from ._journal_records import Status
 from ._models import ExecutionResult, JobStatus, Response
 from ._sender import job_path
 
-__all__ = ["WATCH_BATCH", "StatusFollower", "watch_groups", "watchable"]
+__all__ = ["WATCH_BATCH", "Polling", "StatusFollower", "watch_groups", "watchable"]
 
 logger = logging.getLogger("asyncjob")
 
@@ -42,6 +42,19 @@ INLINE_RESULTS_MAX = 100
 """Most results a job may have to come inline in a watch answer (`inline_results`): the
 pages of thousands of jobs may share one answer (the local scheduler caps an answer at
 1,000 results; an answer over `max_response_bytes` makes the client ask without them)."""
+
+
+@attrs.define
+class Polling:
+    """Where one job's polling loop is: its polls so far, and when the last one went."""
+
+    job_id: str
+    deadline: float | None
+    """The loop's end on the clock of `anyio.current_time()`; None: no deadline."""
+    attempt: int = 0
+    sent: float = 0.0
+    last: str = "unknown"
+    """The status the last poll found, as the protocol spells it."""
 
 
 class StatusFollower:
@@ -68,44 +81,63 @@ class StatusFollower:
         hold: bool,
     ) -> JobStatus:
         """The polling loop; with `hold`, each poll may be a long poll of one interval."""
-        policy = self._ctx.config.polling
-        deadline = None if policy.deadline is None else anyio.current_time() + policy.deadline
-        attempt = 0
-        last = "unknown"
+        polling = self.polling(job_id)
         while True:
-            attempt += 1
-            sent = anyio.current_time()
-            # The deadline bounds the request in flight too, retries included.
-            left = math.inf if deadline is None else deadline - sent
-            held = min(policy.delay(attempt), left) if hold and loop else 0.0
-            if deadline is None:  # no cancel scope to enter and leave on each poll
-                response, status = await self._status(job_id, held)
-            else:
-                with anyio.move_on_after(left) as wait:
-                    response, status = await self._status(job_id, held)
-                if wait.cancelled_caught:
-                    raise MaxRetriesReachedError(job_id, attempt - 1, last)
-            last = status.value
+            response, status = await self.poll_once(polling, hold=hold and loop)
             if verbose:
-                logger.info("job %s: %s (poll %d)", job_id, status.value, attempt)
+                logger.info("job %s: %s (poll %d)", job_id, status.value, polling.attempt)
             if status.is_terminal:
                 if on_complete is not None:
                     on_complete(response)
                 return status
             if progress_callback is not None:
-                progress_callback(attempt, status.value)
+                progress_callback(polling.attempt, status.value)
             if not loop:
                 return status
-            if policy.max_retries is not None and attempt >= policy.max_retries:
-                raise MaxRetriesReachedError(job_id, attempt, status.value)
-            # Polls start one interval apart (not one interval after each answer),
-            # so the request's own latency does not stretch the period.
-            wake = sent + policy.delay(attempt)
-            if deadline is not None:
-                if anyio.current_time() >= deadline:
-                    raise MaxRetriesReachedError(job_id, attempt, status.value)
-                wake = min(wake, deadline)
-            await anyio.sleep(max(0.0, wake - anyio.current_time()))
+            await anyio.sleep(max(0.0, self.next_poll(polling, status) - anyio.current_time()))
+
+    def polling(self, job_id: str) -> Polling:
+        """A polling loop for `job_id` that starts now (its deadline counts from now)."""
+        deadline = self._ctx.config.polling.deadline
+        return Polling(job_id, None if deadline is None else anyio.current_time() + deadline)
+
+    async def poll_once(self, polling: Polling, *, hold: bool) -> tuple[Response, JobStatus]:
+        """The loop's next poll; with `hold`, a long poll of one interval where possible.
+
+        Raises `MaxRetriesReachedError` when the deadline passes first.
+        """
+        polling.attempt += 1
+        polling.sent = anyio.current_time()
+        policy = self._ctx.config.polling
+        # The deadline bounds the request in flight too, retries included.
+        left = math.inf if polling.deadline is None else polling.deadline - polling.sent
+        held = min(policy.delay(polling.attempt), left) if hold else 0.0
+        if polling.deadline is None:  # no cancel scope to enter and leave on each poll
+            response, status = await self._status(polling.job_id, held)
+        else:
+            with anyio.move_on_after(left) as wait:
+                response, status = await self._status(polling.job_id, held)
+            if wait.cancelled_caught:
+                raise MaxRetriesReachedError(polling.job_id, polling.attempt - 1, polling.last)
+        polling.last = status.value
+        return response, status
+
+    def next_poll(self, polling: Polling, status: JobStatus) -> float:
+        """When the loop polls again after a poll that found `status` (not terminal).
+
+        Raises `MaxRetriesReachedError` when the policy allows no more polls.
+        """
+        policy = self._ctx.config.polling
+        if policy.max_retries is not None and polling.attempt >= policy.max_retries:
+            raise MaxRetriesReachedError(polling.job_id, polling.attempt, status.value)
+        # Polls start one interval apart (not one interval after each answer),
+        # so the request's own latency does not stretch the period.
+        wake = polling.sent + policy.delay(polling.attempt)
+        if polling.deadline is not None:
+            if anyio.current_time() >= polling.deadline:
+                raise MaxRetriesReachedError(polling.job_id, polling.attempt, status.value)
+            wake = min(wake, polling.deadline)
+        return wake
 
     async def get_status(
         self, execution_result: ExecutionResult | str
@@ -193,7 +225,7 @@ class StatusFollower:
         the answer carried one (`inline` > 0 asks for those, see `_watch`), else
         None; jobs the server does not know, and every job left if watching
         turns out impossible or fails, get None as status: they are to be
-        polled one by one (`until_terminal`, which reports their errors).
+        polled one by one (`JobPollers`, which reports their errors).
         """
         policy = self._ctx.config.polling
         rounds = 0
@@ -242,10 +274,6 @@ class StatusFollower:
         for handles in jobs.values():
             for handle in handles:
                 done(handle, None, None)
-
-    async def until_terminal(self, handle: ExecutionResult) -> JobStatus:
-        """Poll the job until its status is terminal."""
-        return await self.poll(job_id_of(handle), True, None, False, None, hold=False)
 
     def _note_status(self, job_id: str, data: object, where: str) -> JobStatus:
         """The status in a status body (from `where`), journaled when it changed."""

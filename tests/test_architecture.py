@@ -56,6 +56,7 @@ LAYERS: dict[str, int] = {
     "_status": CLIENT,
     "_results": CLIENT,
     "_completed": CLIENT,
+    "_pollers": CLIENT,
     "_context": CLIENT,
     # the blocking facade and the protocol it implements
     "_protocol": FACADE,

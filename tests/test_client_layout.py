@@ -1,4 +1,4 @@
-"""The client's modules import one way: client -> submit, as_completed -> results -> status."""
+"""The client's modules import one way: client -> submit, completed -> pollers -> status."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ PACKAGE = Path(asyncjob.__file__).parent
 
 MAY_IMPORT = {
     "_client": {"_completed", "_results", "_status", "_submit", "_context"},
-    "_completed": {"_results", "_status", "_context"},
+    "_completed": {"_pollers", "_results", "_status", "_context"},
+    "_pollers": {"_status", "_context"},
     "_results": {"_status", "_context"},
     "_status": {"_context"},
     "_submit": {"_context"},
