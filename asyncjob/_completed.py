@@ -73,9 +73,9 @@ async def as_completed(
 
     pollers = JobPollers(follower, finish, fail)
 
-    async def polling() -> None:
-        async with polled:
-            await pollers.run(min(workers, len(handles)))
+    async def polling(first: list[ExecutionResult]) -> None:
+        async with polled:  # as many workers as jobs at most, watched ones included
+            await pollers.run(min(workers, len(handles)), first)
 
     async def fetcher(
         finished: MemoryObjectReceiveStream[_Finished],
@@ -105,12 +105,13 @@ async def as_completed(
     async with anyio.create_task_group() as tg, receive:
         async with send:
             watched: dict[str, list[ExecutionResult]] = {}
+            to_poll: list[ExecutionResult] = []
             for handle in handles:
                 job_id = getattr(handle, "job_id", None)
                 if watch and isinstance(job_id, str) and watchable(job_id):
                     watched.setdefault(job_id, []).append(handle)
                 else:
-                    pollers.add(handle)
+                    to_poll.append(handle)
             if watched:
                 finished_send, finished_receive = anyio.create_memory_object_stream[_Finished](
                     math.inf
@@ -120,7 +121,7 @@ async def as_completed(
                         tg.start_soon(fetcher, finished_receive.clone(), send.clone())
                     for group in watch_groups(watched, WATCH_BATCH):
                         tg.start_soon(watcher, group, finished_send.clone(), pollers.source())
-            tg.start_soon(polling)
+            tg.start_soon(polling, to_poll)
         yield receive
         tg.cancel_scope.cancel()
 

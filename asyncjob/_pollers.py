@@ -6,9 +6,10 @@ import contextlib
 import heapq
 import itertools
 import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import anyio
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._context import job_id_of
@@ -18,6 +19,8 @@ from ._status import Polling, StatusFollower
 
 __all__ = ["JobPollers"]
 
+_ADDED_PER_TURN = 500
+"""Jobs `run` adds in one turn of the event loop (a few microseconds each)."""
 _Due = tuple[float, int, ExecutionResult, Polling]
 """A job waiting for its next poll: when, the order it came in (ties), its handle and loop."""
 
@@ -78,13 +81,22 @@ class JobPollers:
 
         return open_until_exit()
 
-    async def run(self, workers: int) -> None:
-        """Poll with `workers` tasks until every job added is settled and no source is open."""
+    async def run(self, workers: int, handles: Sequence[ExecutionResult] = ()) -> None:
+        """Poll `handles` and the jobs added, with `workers` tasks, until every one is
+        settled and no source is open.
+
+        `handles` are added `_ADDED_PER_TURN` per turn of the event loop.
+        """
         ready_send, ready = anyio.create_memory_object_stream[_Due](math.inf)
         with ready:
             async with anyio.create_task_group() as tg:
                 for _ in range(workers):
                     tg.start_soon(self._work, ready)
+                for start in range(0, len(handles), _ADDED_PER_TURN):
+                    if start:
+                        await anyio.lowlevel.checkpoint()
+                    for handle in handles[start : start + _ADDED_PER_TURN]:
+                        self.add(handle)
                 with ready_send:  # closed at the end: the workers stop
                     while self._open or self._sources:
                         now = anyio.current_time()

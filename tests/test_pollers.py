@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
 import anyio
@@ -26,9 +26,12 @@ from asyncjob import (
     PollingPolicy,
     Request,
     Response,
+    _pollers,
 )
 from asyncjob._errors import MaxRetriesReachedError
 from asyncjob._pollers import JobPollers
+
+from .conftest import TurnCounter
 
 BASE = "http://127.0.0.1:1/api/"
 
@@ -209,3 +212,36 @@ async def test_every_job_is_settled_whatever_the_number_of_workers(workers: int)
         with anyio.fail_after(10):
             await pollers.run(workers)
     assert sorted(finished) == sorted(f"j{i}" for i in range(20))
+
+
+async def test_the_jobs_to_poll_are_added_a_few_hundred_per_turn_of_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Adding a job takes microseconds: thousands in one turn would stall the loop."""
+    monkeypatch.setattr(_pollers, "_ADDED_PER_TURN", 10)
+    counter = TurnCounter()
+    added_at: list[int] = []
+    add = JobPollers.add
+
+    def counted(self: JobPollers, handle: ExecutionResult) -> None:
+        added_at.append(counter.turns)
+        add(self, handle)
+
+    monkeypatch.setattr(JobPollers, "add", counted)
+    polls: dict[str, list[float]] = defaultdict(list)
+    async with AsyncJobClient(
+        BASE,
+        "t",
+        transport=server(0, polls),
+        polling=PollingPolicy(interval=0.01, watch=False),
+        journal=False,
+    ) as client:
+        handles = [ExecutionResult(job_id=f"j{i}") for i in range(100)]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(counter.run)
+            with anyio.fail_after(30):
+                async with client.as_completed(handles, fetch_results=False) as outcomes:
+                    got = [o async for o in outcomes]
+            tg.cancel_scope.cancel()
+    assert len(got) == len(added_at) == 100
+    assert max(Counter(added_at).values()) <= 10
