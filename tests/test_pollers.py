@@ -60,6 +60,15 @@ def answers(polls_until_done: int, polls: dict[str, list[float]]) -> Callable[[R
     return handler
 
 
+def polling_client(
+    transport: MockTransport, polling: PollingPolicy, limits: Limits | None = None
+) -> AsyncJobClient:
+    """A client of `transport`, journal off."""
+    return AsyncJobClient(
+        BASE, "t", transport=transport, polling=polling, limits=limits or Limits(), journal=False
+    )
+
+
 async def test_thousands_of_polled_jobs_wait_without_a_task_each() -> None:
     polls: dict[str, list[float]] = defaultdict(list)
     most_tasks = 0
@@ -70,13 +79,10 @@ async def test_thousands_of_polled_jobs_wait_without_a_task_each() -> None:
             most_tasks = max(most_tasks, len(asyncio.all_tasks()))
             await anyio.lowlevel.checkpoint()
 
-    async with AsyncJobClient(
-        BASE,
-        "t",
-        transport=server(2, polls),
-        polling=PollingPolicy(interval=0.01, watch=False),
+    async with polling_client(
+        server(2, polls),
+        PollingPolicy(interval=0.01, watch=False),
         limits=Limits(max_connections=4),
-        journal=False,
     ) as client:
         handles = [ExecutionResult(job_id=f"j{i}") for i in range(1000)]
         async with anyio.create_task_group() as tg:
@@ -94,13 +100,10 @@ async def test_thousands_of_polled_jobs_wait_without_a_task_each() -> None:
 async def test_each_job_is_polled_an_interval_apart() -> None:
     polls: dict[str, list[float]] = defaultdict(list)
     interval = 0.05
-    async with AsyncJobClient(
-        BASE,
-        "t",
-        transport=server(3, polls),
-        polling=PollingPolicy(interval=interval, watch=False),
+    async with polling_client(
+        server(3, polls),
+        PollingPolicy(interval=interval, watch=False),
         limits=Limits(max_connections=1),
-        journal=False,
     ) as client:
         handles = [ExecutionResult(job_id=f"j{i}") for i in range(5)]
         with anyio.fail_after(30):
@@ -127,12 +130,8 @@ async def test_a_job_added_while_the_others_wait_long_is_polled_at_once() -> Non
 
     finished: list[tuple[str, JobStatus]] = []
     fast_done = anyio.Event()
-    async with AsyncJobClient(
-        BASE,
-        "t",
-        transport=MockTransport(handler),
-        polling=PollingPolicy(interval=3600.0, watch=False),
-        journal=False,
+    async with polling_client(
+        MockTransport(handler), PollingPolicy(interval=3600.0, watch=False)
     ) as client:
 
         async def finish(handle: ExecutionResult, status: JobStatus) -> None:
@@ -160,12 +159,8 @@ async def test_a_job_added_while_the_others_wait_long_is_polled_at_once() -> Non
 async def test_run_ends_when_every_job_is_settled_and_no_source_is_open() -> None:
     polls: dict[str, list[float]] = defaultdict(list)
     outcomes: list[object] = []
-    async with AsyncJobClient(
-        BASE,
-        "t",
-        transport=server(1, polls),
-        polling=PollingPolicy(interval=0.01, max_retries=1, watch=False),
-        journal=False,
+    async with polling_client(
+        server(1, polls), PollingPolicy(interval=0.01, max_retries=1, watch=False)
     ) as client:
 
         async def finish(handle: ExecutionResult, status: JobStatus) -> None:
@@ -174,14 +169,17 @@ async def test_run_ends_when_every_job_is_settled_and_no_source_is_open() -> Non
         pollers = JobPollers(client._status, finish, lambda handle, exc: outcomes.append(exc))
         pollers.add(ExecutionResult(job_id=""))  # not a valid id: fails at once
         source = pollers.source()
+
+        async def add_two() -> None:
+            with source:
+                pollers.add(ExecutionResult(job_id="j1"))
+                await anyio.lowlevel.checkpoint()
+                pollers.add(ExecutionResult(job_id="j2"))
+
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(pollers.run, 2)
-                with source:
-                    pollers.add(ExecutionResult(job_id="j1"))
-                    await anyio.sleep(0.05)
-                    pollers.add(ExecutionResult(job_id="j2"))
-            # the task group ended: run returned by itself once the source closed
+                tg.start_soon(add_two)
+                await pollers.run(2)  # returns by itself once the source is closed
     assert isinstance(outcomes[0], ValueError)
     assert sum(isinstance(o, MaxRetriesReachedError) for o in outcomes) == 2  # RUNNING, 1 poll
     assert len(outcomes) == 3
@@ -191,12 +189,8 @@ async def test_run_ends_when_every_job_is_settled_and_no_source_is_open() -> Non
 async def test_every_job_is_settled_whatever_the_number_of_workers(workers: int) -> None:
     polls: dict[str, list[float]] = defaultdict(list)
     finished: list[str] = []
-    async with AsyncJobClient(
-        BASE,
-        "t",
-        transport=server(2, polls),
-        polling=PollingPolicy(interval=0.001, watch=False),
-        journal=False,
+    async with polling_client(
+        server(2, polls), PollingPolicy(interval=0.001, watch=False)
     ) as client:
 
         async def finish(handle: ExecutionResult, status: JobStatus) -> None:
@@ -229,12 +223,8 @@ async def test_the_jobs_to_poll_are_added_a_few_hundred_per_turn_of_the_event_lo
 
     monkeypatch.setattr(JobPollers, "add", counted)
     polls: dict[str, list[float]] = defaultdict(list)
-    async with AsyncJobClient(
-        BASE,
-        "t",
-        transport=server(0, polls),
-        polling=PollingPolicy(interval=0.01, watch=False),
-        journal=False,
+    async with polling_client(
+        server(0, polls), PollingPolicy(interval=0.01, watch=False)
     ) as client:
         handles = [ExecutionResult(job_id=f"j{i}") for i in range(100)]
         async with anyio.create_task_group() as tg:
