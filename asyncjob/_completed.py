@@ -11,18 +11,18 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._context import ClientContext
+from ._context import ClientContext, job_id_of
 from ._errors import AsyncJobError
 from ._models import ExecutionResult, JobStatus
 from ._pollers import JobPollers
 from ._results import ResultsFetcher
-from ._status import WATCH_BATCH, StatusFollower, watch_groups, watchable
+from ._status import WATCH_BATCH, StatusFollower, watch_groups
 
 __all__ = ["JobOutcome", "as_completed"]
 
 _FETCHERS_PER_CONNECTION = 2
-"""Results fetchers, and polling workers, per pooled connection: one decodes while
-another's request is out."""
+"""Results fetchers per pooled connection (one decodes while another's request is
+out), and polling workers (one handles an answer while another's request is out)."""
 
 _Finished = tuple[ExecutionResult, JobStatus, dict[str, Any] | None]
 """A watched job that finished: its handle, status, and first results page if it came along."""
@@ -50,10 +50,11 @@ async def as_completed(
 ) -> AsyncIterator[MemoryObjectReceiveStream[JobOutcome]]:
     """`AsyncJobClient.as_completed`: watch jobs in groups, poll the rest, report each.
 
-    A watched job that finishes goes to a few fetcher tasks (not a task of its
-    own): a watch answer with hundreds of finished jobs then starts a few
-    results requests in one loop iteration, not hundreds. Polled jobs, likewise,
-    are polled by a few workers (`JobPollers`), not a task each.
+    A job that finishes goes to a few fetcher tasks (not a task of its own): a
+    watch answer with hundreds of finished jobs then starts a few results
+    requests in one loop iteration, not hundreds. Jobs not watched (and jobs
+    the watch hands back) are polled likewise by a few workers (`JobPollers`),
+    not a task each.
     """
     handles = list(handles)
     send, receive = anyio.create_memory_object_stream[JobOutcome](len(handles) or 1)
@@ -61,21 +62,22 @@ async def as_completed(
     watch = policy.max_retries is None and policy.deadline is None and follower.can_watch()
     # Finished jobs' results that fit in one page may come with the watch answer.
     inline = ctx.config.limits.results_page_size if fetch_results else 0
-    workers = _FETCHERS_PER_CONNECTION * ctx.config.limits.max_connections
+    workers = min(_FETCHERS_PER_CONNECTION * ctx.config.limits.max_connections, len(handles))
+    pollers = JobPollers(follower)
 
-    polled = send.clone()  # the pollers' own: closed once they are done
+    async def poll_the_rest(
+        first: list[ExecutionResult],
+        finished: MemoryObjectSendStream[_Finished],
+        send: MemoryObjectSendStream[JobOutcome],
+    ) -> None:
+        def settle(handle: ExecutionResult, outcome: JobStatus | Exception) -> None:
+            if isinstance(outcome, JobStatus):
+                finished.send_nowait((handle, outcome, None))
+            else:
+                send.send_nowait(_failed(ctx, handle, outcome))
 
-    async def finish(handle: ExecutionResult, status: JobStatus) -> None:
-        polled.send_nowait(await _outcome(ctx, results, handle, status, fetch_results))
-
-    def fail(handle: ExecutionResult, exc: Exception) -> None:
-        polled.send_nowait(_failed(ctx, handle, exc))
-
-    pollers = JobPollers(follower, finish, fail)
-
-    async def polling(first: list[ExecutionResult]) -> None:
-        async with polled:  # as many workers as jobs at most, watched ones included
-            await pollers.run(min(workers, len(handles)), first)
+        with finished, send:  # as many workers as jobs at most, watched ones included
+            await pollers.run(workers, first, settle)
 
     async def fetcher(
         finished: MemoryObjectReceiveStream[_Finished],
@@ -107,21 +109,24 @@ async def as_completed(
             watched: dict[str, list[ExecutionResult]] = {}
             to_poll: list[ExecutionResult] = []
             for handle in handles:
-                job_id = getattr(handle, "job_id", None)
-                if watch and isinstance(job_id, str) and watchable(job_id):
+                try:
+                    job_id = job_id_of(handle)
+                except ValueError as exc:  # reported, not raised
+                    send.send_nowait(_failed(ctx, handle, exc))
+                    continue
+                if watch:
                     watched.setdefault(job_id, []).append(handle)
                 else:
                     to_poll.append(handle)
-            if watched:
-                finished_send, finished_receive = anyio.create_memory_object_stream[_Finished](
-                    math.inf
-                )
-                with finished_send, finished_receive:
-                    for _ in range(min(workers, len(handles))):
-                        tg.start_soon(fetcher, finished_receive.clone(), send.clone())
-                    for group in watch_groups(watched, WATCH_BATCH):
-                        tg.start_soon(watcher, group, finished_send.clone(), pollers.source())
-            tg.start_soon(polling, to_poll)
+            finished_send, finished_receive = anyio.create_memory_object_stream[_Finished](
+                math.inf
+            )
+            with finished_send, finished_receive:
+                for _ in range(workers):
+                    tg.start_soon(fetcher, finished_receive.clone(), send.clone())
+                for group in watch_groups(watched, WATCH_BATCH):
+                    tg.start_soon(watcher, group, finished_send.clone(), pollers.source())
+                tg.start_soon(poll_the_rest, to_poll, finished_send.clone(), send.clone())
         yield receive
         tg.cancel_scope.cancel()
 

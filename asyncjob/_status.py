@@ -19,7 +19,7 @@ from ._journal_records import Status
 from ._models import ExecutionResult, JobStatus, Response
 from ._sender import job_path
 
-__all__ = ["WATCH_BATCH", "Polling", "StatusFollower", "watch_groups", "watchable"]
+__all__ = ["WATCH_BATCH", "Polling", "StatusFollower", "watch_groups"]
 
 logger = logging.getLogger("asyncjob")
 
@@ -81,7 +81,7 @@ class StatusFollower:
         hold: bool,
     ) -> JobStatus:
         """The polling loop; with `hold`, each poll may be a long poll of one interval."""
-        polling = self.polling(job_id)
+        polling = self.start_polling(job_id)
         while True:
             response, status = await self.poll_once(polling, hold=hold and loop)
             if verbose:
@@ -96,7 +96,7 @@ class StatusFollower:
                 return status
             await anyio.sleep(max(0.0, self.next_poll(polling, status) - anyio.current_time()))
 
-    def polling(self, job_id: str) -> Polling:
+    def start_polling(self, job_id: str) -> Polling:
         """A polling loop for `job_id` that starts now (its deadline counts from now)."""
         deadline = self._ctx.config.polling.deadline
         return Polling(job_id, None if deadline is None else anyio.current_time() + deadline)
@@ -225,7 +225,7 @@ class StatusFollower:
         the answer carried one (`inline` > 0 asks for those, see `_watch`), else
         None; jobs the server does not know, and every job left if watching
         turns out impossible or fails, get None as status: they are to be
-        polled one by one (`JobPollers`, which reports their errors).
+        polled (`JobPollers`, which reports their errors).
         """
         policy = self._ctx.config.polling
         rounds = 0
@@ -271,7 +271,9 @@ class StatusFollower:
                     await _sleep_until(sent + (policy.watch_pace if news else hold))
         except AsyncJobError as exc:
             logger.warning("watching %d jobs failed (%s); polling each", len(jobs), exc)
-        for handles in jobs.values():
+        for number, handles in enumerate(jobs.values(), 1):
+            if number % _NOTED_AT_ONCE == 0:  # not thousands in one loop iteration
+                await anyio.lowlevel.checkpoint()
             for handle in handles:
                 done(handle, None, None)
 
@@ -329,15 +331,6 @@ def _run_time(data: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     return float(value) if math.isfinite(value) and value >= 0 else 0.0
-
-
-def watchable(job_id: str) -> bool:
-    """True for an id that makes a valid job path (others are reported by polling)."""
-    try:
-        job_path(job_id)
-    except ValueError:
-        return False
-    return True
 
 
 @attrs.frozen

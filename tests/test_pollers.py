@@ -8,8 +8,10 @@ loop for over 100 ms.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
@@ -27,6 +29,7 @@ from asyncjob import (
     Request,
     Response,
     _pollers,
+    _status,
 )
 from asyncjob._errors import MaxRetriesReachedError
 from asyncjob._pollers import JobPollers
@@ -128,46 +131,41 @@ async def test_a_job_added_while_the_others_wait_long_is_polled_at_once() -> Non
             return Response(200, text=json.dumps({"status": "RUNNING"}))
         return done_at_once(request)
 
-    finished: list[tuple[str, JobStatus]] = []
+    settled: list[tuple[str, object]] = []
     fast_done = anyio.Event()
-    async with polling_client(
-        MockTransport(handler), PollingPolicy(interval=3600.0, watch=False)
-    ) as client:
 
-        async def finish(handle: ExecutionResult, status: JobStatus) -> None:
-            finished.append((str(handle.job_id), status))
-            fast_done.set()
+    def settle(handle: ExecutionResult, outcome: JobStatus | Exception) -> None:
+        settled.append((str(handle.job_id), outcome))
+        fast_done.set()
 
-        def fail(handle: ExecutionResult, exc: Exception) -> None:
-            raise AssertionError(f"{handle.job_id} failed: {exc}")
-
-        pollers = JobPollers(client._status, finish, fail)
+    hour = PollingPolicy(interval=3600.0, max_interval=3600.0, watch=False)
+    async with polling_client(MockTransport(handler), hour) as client:
+        pollers = JobPollers(client._status)
         source = pollers.source()
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(pollers.run, 1)
+                tg.start_soon(pollers.run, 1, [], settle)
                 with source:
                     pollers.add(ExecutionResult(job_id="slow"))
                     await first_poll.wait()  # its next poll is an hour away
                     pollers.add(ExecutionResult(job_id="fast"))
                     await fast_done.wait()
                 tg.cancel_scope.cancel()  # "slow" would be polled again in an hour
-    assert finished == [("fast", JobStatus.COMPLETED)]
+    assert settled == [("fast", JobStatus.COMPLETED)]
     assert len(polls["slow"]) == 1 and len(polls["fast"]) == 1
 
 
 async def test_run_ends_when_every_job_is_settled_and_no_source_is_open() -> None:
     polls: dict[str, list[float]] = defaultdict(list)
-    outcomes: list[object] = []
+    settled: dict[str, object] = {}
+
+    def settle(handle: ExecutionResult, outcome: JobStatus | Exception) -> None:
+        settled[str(handle.job_id)] = outcome
+
     async with polling_client(
         server(1, polls), PollingPolicy(interval=0.01, max_retries=1, watch=False)
     ) as client:
-
-        async def finish(handle: ExecutionResult, status: JobStatus) -> None:
-            outcomes.append(status)
-
-        pollers = JobPollers(client._status, finish, lambda handle, exc: outcomes.append(exc))
-        pollers.add(ExecutionResult(job_id=""))  # not a valid id: fails at once
+        pollers = JobPollers(client._status)
         source = pollers.source()
 
         async def add_two() -> None:
@@ -179,33 +177,59 @@ async def test_run_ends_when_every_job_is_settled_and_no_source_is_open() -> Non
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(add_two)
-                await pollers.run(2)  # returns by itself once the source is closed
-    assert isinstance(outcomes[0], ValueError)
-    assert sum(isinstance(o, MaxRetriesReachedError) for o in outcomes) == 2  # RUNNING, 1 poll
-    assert len(outcomes) == 3
+                await pollers.run(2, [ExecutionResult(job_id="j0")], settle)  # ends by itself
+    assert sorted(settled) == ["j0", "j1", "j2"]  # each RUNNING at its one poll
+    assert all(isinstance(o, MaxRetriesReachedError) for o in settled.values())
+
+
+async def test_a_deadline_ends_the_polling_of_a_job_that_never_finishes() -> None:
+    polls: dict[str, list[float]] = defaultdict(list)
+    settled: list[object] = []
+    policy = PollingPolicy(interval=0.01, deadline=0.2, watch=False)
+    async with polling_client(server(10**6, polls), policy) as client:
+        pollers = JobPollers(client._status)
+        with anyio.fail_after(10):
+            await pollers.run(2, [ExecutionResult(job_id="j0")], lambda h, o: settled.append(o))
+    assert len(settled) == 1 and isinstance(settled[0], MaxRetriesReachedError)
+    assert 2 <= len(polls["j0"]) <= 25  # polled an interval apart until the deadline
 
 
 @pytest.mark.parametrize("workers", [1, 3])
 async def test_every_job_is_settled_whatever_the_number_of_workers(workers: int) -> None:
     polls: dict[str, list[float]] = defaultdict(list)
-    finished: list[str] = []
+    settled: dict[str, object] = {}
+
+    def settle(handle: ExecutionResult, outcome: JobStatus | Exception) -> None:
+        settled[str(handle.job_id)] = outcome
+
     async with polling_client(
         server(2, polls), PollingPolicy(interval=0.001, watch=False)
     ) as client:
-
-        async def finish(handle: ExecutionResult, status: JobStatus) -> None:
-            assert status is JobStatus.COMPLETED
-            finished.append(str(handle.job_id))
-
-        def fail(handle: ExecutionResult, exc: Exception) -> None:
-            raise AssertionError(exc)
-
-        pollers = JobPollers(client._status, finish, fail)
-        for i in range(20):
-            pollers.add(ExecutionResult(job_id=f"j{i}"))
+        pollers = JobPollers(client._status)
+        handles = [ExecutionResult(job_id=f"j{i}") for i in range(20)]
         with anyio.fail_after(10):
-            await pollers.run(workers)
-    assert sorted(finished) == sorted(f"j{i}" for i in range(20))
+            await pollers.run(workers, handles, settle)
+    assert settled == {f"j{i}": JobStatus.COMPLETED for i in range(20)}
+
+
+async def test_leaving_as_completed_at_once_with_a_bad_handle_raises_nothing() -> None:
+    """The pollers, cancelled before they began, settle nothing into a closed stream."""
+    polls: dict[str, list[float]] = defaultdict(list)
+    async with polling_client(server(0, polls), PollingPolicy(watch=False)) as client:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for n_jobs in (1, 1200):  # 1,200: cancelled between two batches of jobs added
+                handles = [
+                    ExecutionResult(),
+                    *(ExecutionResult(job_id=f"j{i}") for i in range(n_jobs)),
+                ]
+                async with client.as_completed(handles):
+                    pass
+                async with client.as_completed(handles) as outcomes:
+                    first = await outcomes.receive()
+                assert first.error is not None and first.handle is handles[0]
+            gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 async def test_the_jobs_to_poll_are_added_a_few_hundred_per_turn_of_the_event_loop(
@@ -226,6 +250,38 @@ async def test_the_jobs_to_poll_are_added_a_few_hundred_per_turn_of_the_event_lo
     async with polling_client(
         server(0, polls), PollingPolicy(interval=0.01, watch=False)
     ) as client:
+        handles = [ExecutionResult(job_id=f"j{i}") for i in range(100)]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(counter.run)
+            with anyio.fail_after(30):
+                async with client.as_completed(handles, fetch_results=False) as outcomes:
+                    got = [o async for o in outcomes]
+            tg.cancel_scope.cancel()
+    assert len(got) == len(added_at) == 100
+    assert max(Counter(added_at).values()) <= 10
+
+
+async def test_jobs_the_watch_hands_back_are_added_a_few_per_turn_of_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server without `jobs/watch/` hands every job back to be polled: not all in one turn."""
+    monkeypatch.setattr(_status, "_NOTED_AT_ONCE", 10)
+    counter = TurnCounter()
+    added_at: list[int] = []
+    add = JobPollers.add
+
+    def counted(self: JobPollers, handle: ExecutionResult) -> None:
+        added_at.append(counter.turns)
+        add(self, handle)
+
+    monkeypatch.setattr(JobPollers, "add", counted)
+    polls: dict[str, list[float]] = defaultdict(list)
+    status_only = answers(0, polls)
+
+    def handler(request: Request) -> Response:
+        return Response(404, text="{}") if "jobs/watch" in request.url else status_only(request)
+
+    async with polling_client(MockTransport(handler), PollingPolicy(interval=0.01)) as client:
         handles = [ExecutionResult(job_id=f"j{i}") for i in range(100)]
         async with anyio.create_task_group() as tg:
             tg.start_soon(counter.run)

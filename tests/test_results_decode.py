@@ -185,12 +185,16 @@ def test_a_program_whose_histograms_are_small_never_imports_numpy() -> None:
     """numpy's first import holds the GIL for tens of ms (more on a busy machine)."""
     program = textwrap.dedent(
         """
-        import sys, anyio
-        from asyncjob import AsyncJobClient
-        from tests.test_results_decode import SMALL, one_page
+        import json, sys, anyio
+        from asyncjob import AsyncJobClient, MockTransport, Response
+        from asyncjob._histogram import encode_histogram
+
+        small = encode_histogram({"00": 600, "11": 400})
+        entries = [{"label": f"c{i}", "results": small} for i in range(100)]
+        text = json.dumps({"results": entries, "count": 100})
 
         async def main():
-            transport = one_page(*[SMALL] * 100)
+            transport = MockTransport(lambda request: Response(200, text=text))
             async with AsyncJobClient("http://127.0.0.1:1/api/", "t", transport=transport) as c:
                 result = await c.get_job_results("job-1")
             assert len(result.results) == 100
