@@ -25,7 +25,8 @@ _FETCHERS_PER_CONNECTION = 2
 out), and polling workers (one handles an answer while another's request is out)."""
 
 _Finished = tuple[ExecutionResult, JobStatus, dict[str, Any] | None]
-"""A watched job that finished: its handle, status, and first results page if it came along."""
+"""A job that finished: its handle, status, and first results page if a watch answer
+carried it (None for a polled job)."""
 
 
 @attrs.frozen
