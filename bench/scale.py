@@ -57,6 +57,16 @@ def shapes(during: str, outliving: str) -> list[list[Any]]:
     ]
 
 
+DECODE_BLOCKS = {"large": 100, "small": 1000}
+"""Histograms per block of the decoders' turns (about 20-30 ms of CPU each here)."""
+
+
+def decode_ratio(d: dict[str, Any]) -> float:
+    """asyncjob's decoding speed over divi's: the median block ratio (the ratio of the
+    median rates for runs before blocks were paired)."""
+    return med(d["paired"]) if d.get("paired") else med(d["asyncjob"]) / med(d["divi"])
+
+
 def plan(quick: bool) -> dict[str, Any]:
     """Sizes and repeats of every workload (`--quick`: a smoke run of about 2 minutes)."""
     if quick:
@@ -200,7 +210,7 @@ def headline(data: dict[str, Any]) -> dict[str, float]:
             )
     for name, d in data["decode"].items():
         out[f"decode {name}: asyncjob (results/s)"] = med(d["asyncjob"])
-        out[f"decode {name}: asyncjob / divi"] = med(d["asyncjob"]) / med(d["divi"])
+        out[f"decode {name}: asyncjob / divi"] = decode_ratio(d)
     return out
 
 
@@ -373,20 +383,28 @@ def report(data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         "",
         "Results per second of CPU time (so the machine's other load counts little), "
         "decoding encoded histograms one by one in one process, both decoders warmed "
-        "first (numba compiles on its first call), one after the other on the same "
-        "histograms, repeatedly; divi gets a copy of each result (it decodes in place). "
-        f"Median [min-max] of {p['decode']['repeats']} repeats of each. (Runs before "
-        "2026-12-03 09:00 UTC, the before/after table's baseline among them, counted "
-        "wall time over 3 repeats: compare their ratios to divi, not their rates.)",
+        "first (numba compiles on its first call), taking turns on blocks of the same "
+        f"histograms ({DECODE_BLOCKS['large']} large or {DECODE_BLOCKS['small']:,} small, "
+        "which decoder goes first alternating); divi gets a copy of each result (it "
+        f"decodes in place). Rates: median [min-max] of {p['decode']['repeats']} passes "
+        "over all the histograms. The ratio is the median of the blocks' ratios "
+        "[min-max]: this machine's speed drifts by tens of percent within seconds, even "
+        "in CPU time (a virtual machine's stolen time counts as the process's), and two "
+        "neighbouring blocks share its state. (Runs before 2026-12-03 13:00 UTC gave "
+        "the ratio of the median rates; before 09:00 UTC, the before/after table's "
+        "baseline among them, they counted wall time over 3 repeats: compare their "
+        "ratios to divi, not their rates.)",
         "",
         "| histograms | asyncjob | divi | asyncjob/divi (rate) |",
-        "| --- | --- | --- | ---: |",
+        "| --- | --- | --- | --- |",
     ]
     for name, d in data["decode"].items():
         lines.append(
             f"| {d['count']:,} x {d['n_bits']}-bit, {d['outcomes']:,} outcomes ({name}) | "
             f"{spread(d['asyncjob'], '/s')} | {spread(d['divi'], '/s')} | "
-            f"{med(d['asyncjob']) / med(d['divi']):.2f} |"
+            f"{decode_ratio(d):.2f}"
+            + (f" [{min(d['paired']):.2f}-{max(d['paired']):.2f}]" if d.get("paired") else "")
+            + " |"
         )
     lines.append("")
     if baseline is not None:
@@ -527,7 +545,10 @@ def main() -> None:
     workloads: dict[str, dict[str, Any]] = {
         "decode": {
             "repeats": dp["repeats"],
-            "sizes": {"large": [dp["large"], 20, 1000], "small": [dp["small"], 10, 16]},
+            "sizes": {
+                "large": [dp["large"], 20, 1000, DECODE_BLOCKS["large"]],
+                "small": [dp["small"], 10, 16, DECODE_BLOCKS["small"]],
+            },
         },
         "submit": {"sizes": p["sizes"], "repeats": p["submit_repeats"]},
         "fetch": p["fetch"],

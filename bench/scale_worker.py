@@ -447,32 +447,47 @@ def histograms(count: int, n_bits: int, outcomes: int, seed: int) -> list[dict[s
     return out
 
 
-def _rate(func: Callable[[Any], object], items: list[Any]) -> float:
-    """Items per second of this process's CPU time: other load on the machine counts little."""
+def _cpu(func: Callable[[Any], object], items: list[Any]) -> float:
+    """This process's CPU time to run `func` on every item (the machine's other load counts
+    little)."""
     start = time.process_time()
     for item in items:
         func(item)
-    return len(items) / (time.process_time() - start)
+    return time.process_time() - start
 
 
 def decode(params: dict[str, Any]) -> dict[str, Any]:
-    """Results/s of asyncjob's decoder and divi's (numba) on the same histograms, warm."""
+    """Results/s of asyncjob's decoder and divi's (numba) on the same histograms, warm.
+
+    The decoders take turns on blocks of a few tens of milliseconds (which goes first
+    alternates), and each block gives a ratio: the machine's speed drifts by tens of
+    percent within seconds here, and a pair of neighbouring blocks shares its state.
+    """
     from divi.backends._results_processing import _decode_histogram_b64
 
     from asyncjob._histogram import decode_result
 
     out: dict[str, Any] = {}
-    for name, (count, n_bits, outcomes) in params["sizes"].items():
+    for name, (count, n_bits, outcomes, block) in params["sizes"].items():
         encoded = histograms(count, n_bits, outcomes, seed=n_bits)
         for item in encoded[:50]:  # warm both: numba compiles on first call
             decode_result(item)
             _decode_histogram_b64(dict(item))
-        figures: dict[str, list[float]] = {"asyncjob": [], "divi": []}
+        figures: dict[str, list[float]] = {"asyncjob": [], "divi": [], "paired": []}
         for _ in range(params["repeats"]):
-            figures["asyncjob"].append(_rate(decode_result, encoded))
-            # divi decodes in place (it replaces `results`): give it copies.
-            copies = [dict(r) for r in encoded]
-            figures["divi"].append(_rate(_decode_histogram_b64, copies))
+            cpu = {"asyncjob": 0.0, "divi": 0.0}
+            for number, start in enumerate(range(0, count, block)):
+                items = encoded[start : start + block]
+                copies = [dict(r) for r in items]  # divi decodes in place: copies
+                if number % 2:
+                    theirs, ours = _cpu(_decode_histogram_b64, copies), _cpu(decode_result, items)
+                else:
+                    ours, theirs = _cpu(decode_result, items), _cpu(_decode_histogram_b64, copies)
+                cpu["asyncjob"] += ours
+                cpu["divi"] += theirs
+                figures["paired"].append(theirs / ours)
+            for decoder, seconds in cpu.items():
+                figures[decoder].append(count / seconds)
         out[name] = {"count": count, "n_bits": n_bits, "outcomes": outcomes, **figures}
         print(f"    decode {name}: {json.dumps(out[name])}", flush=True)
     return out
