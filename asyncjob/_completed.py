@@ -63,6 +63,7 @@ async def as_completed(
     watch = policy.max_retries is None and policy.deadline is None and follower.can_watch()
     # Finished jobs' results that fit in one page may come with the watch answer.
     inline = ctx.config.limits.results_page_size if fetch_results else 0
+    # As many fetchers and pollers as jobs at most (watched ones too: they may be handed back).
     workers = min(_FETCHERS_PER_CONNECTION * ctx.config.limits.max_connections, len(handles))
     pollers = JobPollers(follower)
 
@@ -77,7 +78,7 @@ async def as_completed(
             else:
                 send.send_nowait(_failed(ctx, handle, outcome))
 
-        with finished, send:  # as many workers as jobs at most, watched ones included
+        with finished, send:
             await pollers.run(workers, first, settle)
 
     async def fetcher(

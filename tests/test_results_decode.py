@@ -39,6 +39,10 @@ def decoding_turns(monkeypatch: pytest.MonkeyPatch) -> tuple[TurnCounter, list[i
     return counter, seen_at
 
 
+SMALL = histogram.encode_histogram({"00": 600, "11": 400})
+LARGE = histogram.encode_histogram({format(i, "012b"): 3 for i in range(400)})
+
+
 @pytest.mark.parametrize("threshold", [0, 10**9])
 async def test_large_pages_are_decoded_in_a_worker_thread(
     monkeypatch: pytest.MonkeyPatch, threshold: int
@@ -92,13 +96,11 @@ async def test_pages_that_arrive_together_are_decoded_one_step_per_turn_of_the_e
     step = results_module._ENTRIES_PER_STEP
     size, pages = 2 * step, 5
     total = size * pages
-    histogram_object = histogram.encode_histogram({"00": 600, "11": 400})
 
     def handler(request: Request) -> Response:  # every page at once: no network in between
         offset = int(parse_qs(urlsplit(request.url).query)["offset"][0])
         entries = [
-            {"label": f"c{i}", "results": histogram_object}
-            for i in range(offset, min(offset + size, total))
+            {"label": f"c{i}", "results": SMALL} for i in range(offset, min(offset + size, total))
         ]
         return Response(200, text=json.dumps({"results": entries, "count": total}))
 
@@ -141,10 +143,6 @@ def one_page(*histograms: dict[str, object]) -> MockTransport:
     entries = [{"label": f"c{i}", "results": h} for i, h in enumerate(histograms)]
     text = json.dumps({"results": entries, "count": len(entries)})
     return MockTransport(lambda request: Response(200, text=text))
-
-
-SMALL = histogram.encode_histogram({"00": 600, "11": 400})
-LARGE = histogram.encode_histogram({format(i, "012b"): 3 for i in range(400)})
 
 
 @pytest.mark.parametrize("large", [False, True])
